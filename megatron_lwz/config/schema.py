@@ -1,0 +1,201 @@
+"""The shared part of the typed config tree: model, parallelism, precision, optimizer, schedule,
+training loop, checkpointing and logging. Job configs (pretrain / RM / GRPO) compose these.
+
+Field docstrings are the documentation; ``lwz <job> --config X.yaml a.b=c`` overrides any field.
+Local checks live in ``__post_init__``; cross-field and environment checks in ``config.validate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from megatron_lwz.config.base import ConfigError
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """Qwen2.5-architecture GPT. Start from ``preset`` or ``hf_config``; any non-null field overrides it."""
+
+    preset: str | None = None
+    """Preset name: qwen2.5-{0.5b,1.5b,3b,7b,14b,32b,72b}, tiny, tiny-gqa3 (see models/presets.py)."""
+    hf_config: str | None = None
+    """Path to a Hugging Face config.json (or its directory) to take the architecture from."""
+    num_layers: int | None = None
+    """Transformer layers."""
+    hidden_size: int | None = None
+    """Model width."""
+    ffn_hidden_size: int | None = None
+    """SwiGLU intermediate size."""
+    num_attention_heads: int | None = None
+    """Query heads."""
+    num_query_groups: int | None = None
+    """Key/value heads (GQA groups)."""
+    vocab_size: int | None = None
+    """Tokenizer vocabulary size before padding (padding to 128×TP happens at build time)."""
+    max_position_embeddings: int | None = None
+    """Longest sequence the RoPE tables are built for."""
+    rope_theta: float | None = None
+    """RoPE base frequency (1e6 for Qwen2.5)."""
+    norm_eps: float | None = None
+    """RMSNorm epsilon."""
+    tie_word_embeddings: bool | None = None
+    """Share input embedding and output layer (Qwen2.5 ≤ 3B tie; 7B+ do not)."""
+    qkv_bias: bool | None = None
+    """Bias on the fused QKV projection (True for Qwen2)."""
+    make_vocab_size_divisible_by: int = 128
+    """Vocab is padded to a multiple of this × TP (Megatron convention)."""
+    init_method_std: float = 0.02
+    """Std of the normal init for random-init models."""
+    layer_spec: Literal["auto", "local", "te"] = "auto"
+    """'te' (Transformer Engine, needs CUDA+TE), 'local' (pure torch), 'auto' = te when available."""
+    recompute: Literal["none", "full", "selective"] = "none"
+    """Activation recomputation: full (uniform, per layer) or selective (core attention only)."""
+    recompute_num_layers: int = 1
+    """Layers per recompute chunk with recompute='full'."""
+
+
+@dataclass(kw_only=True)
+class ParallelConfig:
+    """Process layout. DP is derived: world_size / (TP × PP × CP)."""
+
+    tensor_parallel: int = 1
+    """Tensor-parallel size (TP): shards attention heads and MLP columns."""
+    pipeline_parallel: int = 1
+    """Pipeline-parallel stages (PP)."""
+    virtual_pipeline_parallel: int | None = None
+    """Model chunks per pipeline stage (interleaved 1F1B); null = non-interleaved."""
+    context_parallel: int = 1
+    """Context-parallel size (CP) for long sequences (GPU + TE only)."""
+    sequence_parallel: bool = False
+    """Megatron sequence parallelism over the TP group (needs TP > 1)."""
+    distributed_optimizer: bool = True
+    """Shard optimizer state over DP (ZeRO-1 style, megatron DistributedOptimizer)."""
+    overlap_grad_reduce: bool = False
+    """Overlap DP gradient reduce-scatter with backward."""
+    overlap_param_gather: bool = False
+    """Overlap DP parameter all-gather with forward (needs the distributed optimizer)."""
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    """torch.distributed backend; auto = nccl with CUDA, gloo without."""
+    timeout_minutes: float = 30.0
+    """Collective timeout (long rollouts on other ranks must not trip it)."""
+    seed: int = 1234
+    """Base random seed (megatron's model-parallel RNG tracker is seeded from it)."""
+
+    def __post_init__(self) -> None:
+        for name in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"parallel.{name}: must be ≥ 1, got {getattr(self, name)}")
+        if self.virtual_pipeline_parallel is not None and self.virtual_pipeline_parallel < 2:
+            raise ConfigError("parallel.virtual_pipeline_parallel: use null (not interleaved) or ≥ 2")
+
+
+@dataclass(kw_only=True)
+class PrecisionConfig:
+    """Numerics. On CPU everything runs in fp32."""
+
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Parameter/compute dtype; auto = bf16 with CUDA, fp32 without. Optimizer master weights stay fp32."""
+    fp8: Literal["hybrid", "e4m3"] | None = None
+    """FP8 GEMMs via Transformer Engine (GPU + TE only): hybrid = e4m3 fwd / e5m2 bwd."""
+    fp8_recipe: Literal["delayed", "tensorwise", "blockwise", "mxfp8"] = "delayed"
+    """TE FP8 scaling recipe (mxfp8 needs Blackwell)."""
+    fp8_param_gather: bool = False
+    """Keep FP8 copies of parameters for the DP all-gather (saves memory and bandwidth)."""
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """Adam(W) through megatron-core's optimizer (distributed optimizer when enabled)."""
+
+    lr: float = 3e-4
+    """Peak learning rate."""
+    min_lr: float = 0.0
+    """Floor of the decay schedule."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay (AdamW)."""
+    adam_beta1: float = 0.9
+    """Adam β1."""
+    adam_beta2: float = 0.95
+    """Adam β2."""
+    adam_eps: float = 1e-8
+    """Adam ε."""
+    clip_grad: float = 1.0
+    """Global gradient-norm clip (0 = off)."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr: must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ConfigError(f"optim.min_lr: must be in [0, optim.lr={self.lr}], got {self.min_lr}")
+
+
+@dataclass(kw_only=True)
+class SchedulerConfig:
+    """Learning-rate schedule: linear warmup then decay (megatron OptimizerParamScheduler)."""
+
+    warmup_steps: int = 0
+    """Linear warmup steps from 0 to optim.lr."""
+    decay_style: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warmup, down to optim.min_lr at the last step."""
+    decay_steps: int | None = None
+    """Steps over which to decay (warmup included); null = the job's total steps."""
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    """megatron dist_checkpointing saves; atomic publish via a temp dir + `latest` marker."""
+
+    save_dir: str | None = None
+    """Where checkpoints go; null = <run_dir>/checkpoints."""
+    load_dir: str | None = None
+    """Resume or initialise from here; null = save_dir (auto-resume if a checkpoint exists)."""
+    load_weights_only: bool = False
+    """Take only model weights from load_dir (e.g. a converted HF model): fresh optimizer, step 0."""
+    save_interval: int = 0
+    """Save every N steps (0 = only at the end and on a preemption signal)."""
+    keep_last: int = 2
+    """Keep this many newest checkpoints (older ones are deleted after a successful publish)."""
+    save_on_signal: bool = True
+    """On SIGTERM/SIGUSR1 (SLURM preemption or --signal), save at the next step boundary and exit."""
+    exit_code_on_signal: int = 0
+    """Process exit code after a signal-triggered save (0, or e.g. 124 for an sbatch requeue wrapper)."""
+
+
+@dataclass(kw_only=True)
+class LoggingConfig:
+    """Run directory, console and tensorboard."""
+
+    run_dir: str = "runs/default"
+    """Everything of a run goes here: resolved config, versions, tensorboard, plots, checkpoints."""
+    log_interval: int = 1
+    """Console / tensorboard every N steps."""
+    tensorboard: bool = True
+    """Write tensorboard scalars to <run_dir>/tb."""
+    plots: bool = True
+    """Write PNG plots of the logged curves at the end of the run."""
+    progress: bool = True
+    """Show a progress bar on rank 0."""
+
+
+@dataclass(kw_only=True)
+class TrainLoopConfig:
+    """Batching and step counts of a supervised loop (pretraining, RM training)."""
+
+    micro_batch_size: int = 1
+    """Sequences per micro-batch per DP rank."""
+    global_batch_size: int = 8
+    """Sequences per optimizer step over all DP ranks (= micro × DP × #micro-batches)."""
+    train_steps: int = 100
+    """Optimizer steps."""
+    eval_interval: int = 0
+    """Evaluate every N steps (0 = never)."""
+    eval_iters: int = 2
+    """Micro-batch groups (global batches) per evaluation."""
+
+    def __post_init__(self) -> None:
+        if self.global_batch_size % self.micro_batch_size:
+            raise ConfigError(
+                f"train.global_batch_size={self.global_batch_size} is not a multiple of "
+                f"train.micro_batch_size={self.micro_batch_size}"
+            )

@@ -1,0 +1,103 @@
+"""Config of the GRPO loss (``rl/loss.py``) and of rollout → trainer batching (``rl/batching.py``).
+
+The lead nests these in the GRPO job config (``rl.loss``, ``rl.batching``). Defaults reproduce the
+LongWriter-Zero objective (paper Eq. 1–2: clipped surrogate, ε = 0.2, β = 0) with the one choice the
+paper leaves open — loss aggregation — set to DAPO/verl ``token-mean`` (see ``LossConfig.aggregation``).
+Stdlib only, so config loading never pulls in torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from megatron_lwz.config.base import ConfigError
+
+Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+OverlongMode = Literal["none", "filter", "soft_penalty"]
+
+
+@dataclass(kw_only=True)
+class LossConfig:
+    """Clipped-surrogate GRPO loss (paper Eq. 1–2) with optional KL, entropy, dual-clip and TIS."""
+
+    clip_eps_low: float = 0.2
+    """ε_low: the ratio is clipped below at 1 − ε_low (paper ε = 0.2)."""
+    clip_eps_high: float = 0.2
+    """ε_high: the ratio is clipped above at 1 + ε_high (DAPO 'clip-higher' uses 0.28; paper 0.2)."""
+    dual_clip: float | None = None
+    """Dual-clip constant c > 1 (Ye et al. 2020): for A < 0 the per-token loss is capped at −c·A; null = off."""
+    kl_coef: float = 0.0
+    """β of the KL penalty to the frozen reference policy (paper β = 0: no reference model is needed)."""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    """Per-token KL(π_θ‖π_ref) estimator; k3 = exp(ref − logp) − (ref − logp) − 1 (GRPO/DeepSeekMath)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus weight η: the loss gets −η·H_t per token (needs per-token entropies; 0 = off)."""
+    aggregation: Aggregation = "token-mean"
+    """Per-token → mini-batch loss; length biases in rl/loss.py. token-mean (DAPO/verl): no per-sample length bias."""
+    norm_length: int | None = None
+    """Constant divisor of seq-mean-token-sum-norm (Dr. GRPO); set it to the rollout max_tokens (14000)."""
+    tis: bool = False
+    """Truncated importance sampling: multiply the surrogate by w_t = min(exp(old − rollout), tis_cap), detached."""
+    tis_cap: float = 2.0
+    """C of TIS: the cap on the per-token importance weight π_old,trainer / π_rollout (verl/slime default 2)."""
+    logprob_source: Literal["recompute", "rollout"] = "recompute"
+    """PPO 'old' log-probs: a trainer forward under θ_old ('recompute') or the engine's ('rollout', no TIS)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.clip_eps_low < 1:
+            raise ConfigError(f"loss.clip_eps_low: must be in [0, 1), got {self.clip_eps_low}")
+        if self.clip_eps_high < 0:
+            raise ConfigError(f"loss.clip_eps_high: must be ≥ 0, got {self.clip_eps_high}")
+        if self.dual_clip is not None and self.dual_clip <= 1:
+            raise ConfigError(f"loss.dual_clip: must be > 1 (typically 3) or null, got {self.dual_clip}")
+        if self.kl_coef < 0:
+            raise ConfigError(f"loss.kl_coef: must be ≥ 0, got {self.kl_coef}")
+        if self.entropy_coef < 0:
+            raise ConfigError(f"loss.entropy_coef: must be ≥ 0 (a bonus), got {self.entropy_coef}")
+        if self.aggregation == "seq-mean-token-sum-norm":
+            if self.norm_length is None or self.norm_length < 1:
+                raise ConfigError(
+                    "loss.norm_length: seq-mean-token-sum-norm needs a positive constant length, "
+                    f"e.g. the rollout max_tokens (got {self.norm_length})"
+                )
+        if self.tis_cap <= 0:
+            raise ConfigError(f"loss.tis_cap: must be > 0, got {self.tis_cap}")
+        if self.tis and self.logprob_source == "rollout":
+            raise ConfigError(
+                "loss.tis: with loss.logprob_source='rollout' the PPO ratio is already π_θ/π_rollout, so the TIS "
+                "weight exp(old − rollout) would be 1; set logprob_source='recompute' to use TIS, or tis=false"
+            )
+
+
+@dataclass(kw_only=True)
+class BatchingConfig:
+    """Scored groups → trainer batches: filtering, overlong handling, mini-batches and token-budget micro-batches."""
+
+    num_minibatches: int = 1
+    """Optimizer updates per rollout: the rollout batch is split into this many mini-batches (1 = on-policy)."""
+    micro_token_budget: int = 16384
+    """Max padded tokens per micro-batch (rows × longest row); a longer single sequence gets its own micro-batch."""
+    dynamic_sampling: bool = False
+    """DAPO dynamic sampling: drop groups whose rewards are identical across samples (off: the paper has none)."""
+    overlong: OverlongMode = "none"
+    """Truncated samples: 'none' trains on them, 'filter' drops them after advantages, 'soft_penalty' (DAPO)."""
+    overlong_buffer_tokens: int = 2048
+    """L_cache of the soft penalty: responses longer than max_tokens − L_cache are penalised linearly."""
+    overlong_penalty_factor: float = 1.0
+    """Penalty at max_tokens (the slope is factor / L_cache); the penalty lies in [−factor, 0]."""
+    overlong_penalty_component: str = "length"
+    """Reward component the soft penalty is added to (before group normalisation, paper Eq. 5)."""
+
+    def __post_init__(self) -> None:
+        if self.num_minibatches < 1:
+            raise ConfigError(f"batching.num_minibatches: must be ≥ 1, got {self.num_minibatches}")
+        if self.micro_token_budget < 1:
+            raise ConfigError(f"batching.micro_token_budget: must be ≥ 1, got {self.micro_token_budget}")
+        if self.overlong_buffer_tokens < 1:
+            raise ConfigError(f"batching.overlong_buffer_tokens: must be ≥ 1, got {self.overlong_buffer_tokens}")
+        if self.overlong_penalty_factor < 0:
+            raise ConfigError(
+                f"batching.overlong_penalty_factor: must be ≥ 0 (it is subtracted), got "
+                f"{self.overlong_penalty_factor}"
+            )
