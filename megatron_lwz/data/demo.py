@@ -28,16 +28,11 @@ from typing import Any, Callable, Iterable
 
 from megatron_lwz.data import demo_lexicon as lex
 from megatron_lwz.data.templates import format_think_prompt
+from megatron_lwz.rewards.length import count_words  # the Length RM's count (paper.md §1.2)
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_EN_WORD = re.compile(r"\b[a-zA-Z]+\b")
 _SLOT = re.compile(r"\{(\w+)\}")
 _A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiou])")
-
-
-def count_words(text: str) -> int:
-    """Length as in paper.md §1.2: number of CJK characters plus English words."""
-    return len(_CJK.findall(text)) + len(_EN_WORD.findall(text))
 
 
 @dataclass(kw_only=True)

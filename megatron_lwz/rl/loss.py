@@ -21,31 +21,35 @@ With ``logprob_source='rollout'`` the caller passes the rollout log-probs as ``o
 then π_θ/π_rollout and already carries the correction (clipped by ε), so TIS is rejected by LossConfig.
 
 Aggregation and its length bias (N_tok: loss tokens of the mini-batch, N_seq: its sequences with at
-least one loss token, |o_i|: loss tokens of sample i, L: the constant ``norm_length``):
+least one loss token, |o_i|: loss tokens of sample i, L_norm: the constant ``norm_length``):
 
-* ``token-mean`` (DAPO, verl's default): L = Σ_i Σ_t l_it / N_tok. Every token weighs the same, so a
+* ``token-mean`` (DAPO, verl's default): loss = Σ_i Σ_t l_it / N_tok. Every token weighs the same, so a
   sample's total weight grows with its length: a long bad answer is punished, and a long good answer
   rewarded, in proportion to its length. No per-sample length bias; only the step size varies with the
   batch's total length. Default for LongWriter's 14K-token outputs.
-* ``seq-mean-token-mean`` (original GRPO/DeepSeekMath): L = (1/N_seq) Σ_i (1/|o_i|) Σ_t l_it. Every
+* ``seq-mean-token-mean`` (original GRPO/DeepSeekMath): loss = (1/N_seq) Σ_i (1/|o_i|) Σ_t l_it. Every
   sample weighs the same, so each token of a long sample weighs 1/|o_i| less. Short good answers get
   larger per-token updates (pushes good answers shorter), long bad answers smaller per-token penalties
   (bad answers drift longer) — the length bias Dr. GRPO identified; it dilutes 14K-token samples 1/14000.
-* ``seq-mean-token-sum-norm`` (Dr. GRPO): L = (1/N_seq) Σ_i Σ_t l_it / L. Each token weighs 1/(N_seq·L),
-  independent of its own sample's length and of the batch's lengths: unbiased w.r.t. length; the update
-  magnitude scales with mean length / L (short outputs → a smaller effective learning rate).
+* ``seq-mean-token-sum-norm`` (Dr. GRPO): loss = (1/N_seq) Σ_i Σ_t l_it / L_norm. Each token weighs
+  1/(N_seq·L_norm), independent of its sample's length and of the batch's lengths: unbiased w.r.t.
+  length; the update magnitude scales with mean length / L_norm (short outputs → smaller effective LR).
   (verl's mode of the same name divides Σ_i by the *padded* width and not by N_seq.)
 
 Distributed contract. A micro-batch sees only part of a mini-batch, so ``policy_loss`` takes the
-mini-batch's GLOBAL normalisers (``count_normalisers`` over every micro-batch of every DP rank — the
-mini-batch's full loss mask is known to all ranks before the update) and returns the micro-batch's
-CONTRIBUTION: each token is weighted by its final weight (1/N_tok, 1/(|o_i|·N_seq) or 1/(L·N_seq)), so
-summing the contributions of all micro-batches and DP ranks gives the mini-batch loss exactly. Back-
-propagate each contribution as is and SUM gradients: do not divide by the number of micro-batches, and
-if DDP averages gradients over DP ranks (megatron's default scaling 1/dp) multiply the contribution by
-dp_size. Sequences are never split across micro-batches (context-parallel shards of one sequence are
-fine: per-token weights only need |o_i|, taken from the full mask). Metrics come back as sums (keys end
-in ``_sum`` / ``_count``): all-reduce SUM over micro-batches and ranks, then call ``summarize_metrics``.
+mini-batch's GLOBAL normalisers (``count_normalisers`` summed over every micro-batch of every DP rank;
+the whole mini-batch's loss mask is known on every rank before the update, so no collective is needed)
+and returns the micro-batch's CONTRIBUTION: each token carries its final weight (1/N_tok,
+1/(|o_i|·N_seq) or 1/(L_norm·N_seq)), so the contributions of all micro-batches and DP ranks SUM to the
+mini-batch loss exactly (tests/unit/rl/test_loss_microbatch.py). Sequences are never split across
+micro-batches; a context-parallel shard of one may be, if ``seq_num_tokens`` gives each row's full
+|o_i|. Gradients must be SUMMED over micro-batches and ranks. With megatron-core's schedule:
+  - loss_func returning (loss, reduced): the schedule divides by num_microbatches and DDP averages over
+    DP, so return ``contribution · num_microbatches · dp_size``;
+  - ``calculate_per_token_loss=True`` and (loss, num_tokens, reduced): DDP sums and grads are divided by
+    Σ num_tokens, so return ``(contribution · num_tokens_global, local loss-token count, …)``.
+Metrics come back as fp64 sums (keys end in ``_sum`` / ``_count``): all-reduce SUM over micro-batches
+and ranks, then call ``summarize_metrics``.
 
 Tensors: logprobs/old/ref/rollout/entropy/loss_mask are (B, T) aligned as in rl/batching.py (column t
 scores label t = token t+1); advantages (B,). Pure torch: no megatron, no torch.distributed.
@@ -66,10 +70,10 @@ def count_normalisers(loss_mask: torch.Tensor) -> tuple[int, int]:
     return int(per_seq.sum()), int((per_seq > 0).sum())
 
 
-def token_weights(loss_mask: torch.Tensor, cfg: LossConfig, *, num_tokens_global: int,
-                  num_seqs_global: int) -> torch.Tensor:
+def token_weights(loss_mask: torch.Tensor, cfg: LossConfig, *, num_tokens_global: int, num_seqs_global: int,
+                  seq_num_tokens: torch.Tensor | None = None) -> torch.Tensor:
     """(B, T) final weight of each token in the mini-batch loss (0 off the mask); see the module docstring."""
-    mask = (loss_mask != 0).to(torch.float64)  # (B, T); fp64 so 1/N is exact enough for any N
+    mask = (loss_mask != 0).to(torch.float64)  # (B, T)
     if cfg.aggregation == "token-mean":
         if num_tokens_global <= 0:
             raise ValueError(f"num_tokens_global must be > 0 for token-mean, got {num_tokens_global}")
@@ -77,7 +81,8 @@ def token_weights(loss_mask: torch.Tensor, cfg: LossConfig, *, num_tokens_global
     if num_seqs_global <= 0:
         raise ValueError(f"num_seqs_global must be > 0 for {cfg.aggregation}, got {num_seqs_global}")
     if cfg.aggregation == "seq-mean-token-mean":
-        per_seq = mask.sum(dim=-1, keepdim=True).clamp(min=1.0)  # (B, 1)
+        per_seq = mask.sum(dim=-1) if seq_num_tokens is None else seq_num_tokens.to(mask)  # (B,) |o_i|
+        per_seq = per_seq.unsqueeze(-1).clamp(min=1.0)  # (B, 1)
         return mask / (per_seq * num_seqs_global)
     if cfg.aggregation == "seq-mean-token-sum-norm":
         if not cfg.norm_length:
@@ -121,13 +126,16 @@ def clipped_surrogate(log_ratio: torch.Tensor, adv: torch.Tensor, cfg: LossConfi
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
                 loss_mask: torch.Tensor, cfg: LossConfig, *, num_tokens_global: int, num_seqs_global: int,
                 ref_logprobs: torch.Tensor | None = None, rollout_logprobs: torch.Tensor | None = None,
-                entropy: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                entropy: torch.Tensor | None = None, seq_num_tokens: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """This micro-batch's contribution to the mini-batch GRPO loss, and its metric sums.
 
     ``logprobs`` (B, T) carries the gradient; ``old_logprobs``, ``ref_logprobs`` and ``rollout_logprobs``
     (B, T) are treated as constants; ``advantages`` (B,); ``entropy`` (B, T) of π_θ, may carry gradient.
     Values off ``loss_mask`` are ignored (they may be garbage, even inf). Summing the returned scalar over
     all micro-batches and DP ranks of a mini-batch equals the loss under ``cfg.aggregation``.
+    ``seq_num_tokens`` (B,): each row's full loss-token count, only needed when rows are context-parallel
+    shards under seq-mean-token-mean (default: counted from ``loss_mask``).
     """
     _check_shapes(logprobs, old_logprobs, advantages, loss_mask, ref_logprobs, rollout_logprobs, entropy)
     mask = loss_mask != 0  # (B, T) bool
@@ -166,7 +174,8 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
             per_token = per_token - cfg.entropy_coef * ent
         metrics["entropy_sum"] = ent.detach()[mask].sum()
 
-    weights = token_weights(mask, cfg, num_tokens_global=num_tokens_global, num_seqs_global=num_seqs_global)
+    weights = token_weights(mask, cfg, num_tokens_global=num_tokens_global, num_seqs_global=num_seqs_global,
+                            seq_num_tokens=seq_num_tokens)
     loss = (per_token * weights.to(per_token.device, per_token.dtype)).sum()
     metrics.update(_core_metrics(mask, pg, ratio, log_ratio, clip_masks))
     return loss, {k: v.detach().to(torch.float64) for k, v in metrics.items()}  # fp64: counts reach 10^7+

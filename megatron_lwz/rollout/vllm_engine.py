@@ -76,9 +76,10 @@ class _RoundSource:
     """Per-round export stream checked against the expected HF parameters (plain torch)."""
 
     def __init__(self, params: list[tuple[str, tuple[int, ...]]], dtype: torch.dtype, *,
-                 tied: bool, strict_order: bool):
+                 tied: bool, strict_order: bool, device: torch.device | str | None = None):
         self.params = params
         self.dtype = dtype
+        self._device = device  # None: this rank's current CUDA device at send time
         self._shapes = dict(params)
         self._tied = tied
         self._strict_order = strict_order
@@ -93,7 +94,8 @@ class _RoundSource:
         if self._pending is None:
             raise RuntimeError("vLLM weight source iterated without a pending export")
         pending, self._pending = self._pending, None
-        start, device = time.perf_counter(), torch.device("cuda", torch.cuda.current_device())
+        start = time.perf_counter()
+        device = self._device or torch.device("cuda", torch.cuda.current_device())
         seen: set[str] = set()
         skipped: list[str] = []
         num_bytes = 0

@@ -107,3 +107,26 @@ def test_matches_naive_per_sequence_formula(cfg):
     else:
         ref = sum(s / cfg.norm_length for s, _ in seq_terms) / len(seq_terms)
     assert loss.item() == pytest.approx(float(ref), abs=1e-9)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.aggregation)
+def test_context_parallel_shards_with_seq_num_tokens(cfg):
+    """Each row split column-wise into two shards (as CP would) still sums to the one-call loss."""
+    data, adv, _ = _minibatch(7)
+    n_tok, n_seq = count_normalisers(data["loss_mask"])
+    full, full_grad, _ = _run(data, adv, list(range(B)), cfg, n_tok, n_seq)
+    seq_tokens = data["loss_mask"].sum(-1)
+    total = torch.zeros((), dtype=torch.float64)
+    grad = torch.zeros(B, T, dtype=torch.float64)
+    for cols in (slice(0, T // 2), slice(T // 2, T)):
+        shard = {k: v.clone() for k, v in data.items()}
+        keep = torch.zeros(T, dtype=torch.bool)
+        keep[cols] = True
+        shard["loss_mask"] = shard["loss_mask"] * keep
+        logp = shard.pop("logprobs").clone().requires_grad_(True)
+        loss, _ = policy_loss(logp, shard.pop("old_logprobs"), adv, shard.pop("loss_mask"), cfg,
+                              num_tokens_global=n_tok, num_seqs_global=n_seq, seq_num_tokens=seq_tokens, **shard)
+        loss.backward()
+        total, grad = total + loss.detach(), grad + logp.grad
+    assert abs(total.item() - full.item()) < 1e-9
+    torch.testing.assert_close(grad, full_grad, rtol=0, atol=1e-12)
