@@ -123,12 +123,12 @@ def _report(rng: random.Random, lang: str) -> tuple[str, str]:
     rep = lex.EN_REPORT if lang == "en" else lex.ZH_REPORT
     pres = lex.EN_PRESENT if lang == "en" else lex.ZH_PRESENT
     if lang == "en":
-        heads = [f"Report on {topic} {year}", "Summary", "Findings", "Recommendations"]
+        heads = [f"Report on {topic} {year}", "Summary", "Background", "Findings", "Discussion", "Recommendations"]
     else:
-        heads = [f"{year}年{topic}报告", "摘要", "主要发现", "建议"]
+        heads = [f"{year}年{topic}报告", "摘要", "背景", "主要发现", "讨论", "建议"]
     findings = "\n".join(f"{i}. {s}" for i, s in enumerate(w.sentences(rep, rng.randint(3, 6)), start=1))
-    body = [heads[0], heads[1], w.paragraph(pres + rep, 3, 5), heads[2], findings,
-            w.paragraph(pres, 3, 5), heads[3], w.paragraph(rep + pres, 2, 4)]
+    body = [heads[0], heads[1], w.paragraph(pres + rep, 3, 5), heads[2], w.paragraph(pres, 4, 6), heads[3], findings,
+            heads[4], w.paragraph(pres + rep, 4, 6), w.paragraph(pres, 3, 5), heads[5], w.paragraph(rep + pres, 2, 4)]
     return topic, "\n\n".join(body)
 
 
@@ -270,7 +270,7 @@ def make_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     outputs: dict[str, list[dict[str, Any]]] = {
         "books.jsonl": _docs(stream("books"), _book, "books", n(60), n(20)),
-        "reports.jsonl": _docs(stream("reports"), _report, "reports", n(150), n(50)),
+        "reports.jsonl": _docs(stream("reports"), _report, "reports", n(110), n(36)),
         "papers.jsonl": _docs(stream("papers"), _paper, "papers", n(110), n(40)),
     }
     rng = stream("cot")

@@ -175,6 +175,40 @@ def _progress(cfg: PreprocessConfig):
     return tqdm(unit="doc", desc="preprocess", disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
 
 
+class _Tally:
+    """Running counts of one run; writes each chunk's documents and reports its malformed records."""
+
+    def __init__(self, cfg: PreprocessConfig, files: list[Path], builder: Any, bar: Any) -> None:
+        self.cfg, self.files, self.builder, self.bar = cfg, files, builder, bar
+        self.by_kind: collections.Counter = collections.Counter()
+        self.examples: list[str] = []
+        self.documents = self.tokens = self.records = 0
+        self.start = time.perf_counter()
+
+    def add(self, result: ChunkResult) -> None:
+        self.records += result.records
+        for row, kind, detail in result.errors:
+            self.by_kind[kind] += 1
+            where = f"{self.files[result.file_index]}:{row}: {kind}: {detail}"
+            if len(self.examples) < max(self.cfg.max_errors_shown, MAX_EXAMPLES_IN_SUMMARY):
+                self.examples.append(where)
+            if self.malformed <= self.cfg.max_errors_shown:
+                self.bar.write(f"malformed record {where}", file=sys.stderr)
+        offset = 0
+        for length in result.lengths.tolist():  # one sequence per document
+            self.builder.add_document(result.tokens[offset:offset + length], [length])
+            offset += length
+        self.documents += int(result.lengths.size)
+        self.tokens += int(result.tokens.size)
+        self.bar.update(int(result.lengths.size))
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix(tok_s=f"{self.tokens / elapsed:,.0f}", malformed=self.malformed, refresh=False)
+
+    @property
+    def malformed(self) -> int:
+        return sum(self.by_kind.values())
+
+
 def preprocess(cfg: PreprocessConfig) -> PreprocessSummary:
     """Tokenize ``cfg.inputs`` into ``cfg.output_prefix``.bin/.idx; returns (and writes) the summary."""
     from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
@@ -188,48 +222,29 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessSummary:
     prefix = Path(cfg.output_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     tmp = prefix.with_name(f".{prefix.name}.tmp{os.getpid()}")
-    by_kind: collections.Counter = collections.Counter()
-    examples: list[str] = []
-    documents = tokens = records = 0
-    start = time.perf_counter()
     builder = IndexedDatasetBuilder(f"{tmp}.bin", dtype=np.dtype(dtype).type)
     try:
         with _progress(cfg) as bar:
+            tally = _Tally(cfg, files, builder, bar)
             for result in _ordered_results(cfg, files, dtype):
-                records += result.records
-                for row, kind, detail in result.errors:
-                    by_kind[kind] += 1
-                    where = f"{files[result.file_index]}:{row}: {kind}: {detail}"
-                    if len(examples) < max(cfg.max_errors_shown, MAX_EXAMPLES_IN_SUMMARY):
-                        examples.append(where)
-                    if sum(by_kind.values()) <= cfg.max_errors_shown:
-                        bar.write(f"malformed record {where}", file=sys.stderr)
-                offset = 0
-                for length in result.lengths.tolist():
-                    builder.add_document(result.tokens[offset:offset + length], [length])
-                    offset += length
-                documents += int(result.lengths.size)
-                tokens += int(result.tokens.size)
-                bar.update(int(result.lengths.size))
-                elapsed = max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(tok_s=f"{tokens / elapsed:,.0f}", malformed=sum(by_kind.values()), refresh=False)
+                tally.add(result)
         builder.finalize(f"{tmp}.idx")
-        if documents == 0:
-            raise PreprocessError(_empty_message(files, records, by_kind, examples, cfg.text_key))
+        if tally.documents == 0:
+            raise PreprocessError(_empty_message(files, tally.records, tally.by_kind, tally.examples, cfg.text_key))
         os.replace(f"{tmp}.bin", f"{prefix}.bin")
         os.replace(f"{tmp}.idx", f"{prefix}.idx")
     finally:
         builder.data_file.close()
         for suffix in (".bin", ".idx"):
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - tally.start
     summary = PreprocessSummary(
-        output_prefix=str(prefix), inputs=[str(f) for f in files], documents=documents, tokens=tokens,
-        records=records, seconds=round(seconds, 4), docs_per_s=round(documents / seconds, 2),
-        tokens_per_s=round(tokens / seconds, 2), dtype=dtype, vocab_size=tokenizer.vocab_size,
+        output_prefix=str(prefix), inputs=[str(f) for f in files], documents=tally.documents, tokens=tally.tokens,
+        records=tally.records, seconds=round(seconds, 4), docs_per_s=round(tally.documents / seconds, 2),
+        tokens_per_s=round(tally.tokens / seconds, 2), dtype=dtype, vocab_size=tokenizer.vocab_size,
         eod=tokenizer.eod, append_eod=cfg.append_eod, workers=cfg.workers, text_key=cfg.text_key,
-        malformed={"total": sum(by_kind.values()), "by_kind": {k: by_kind[k] for k in ERROR_KINDS if by_kind[k]},
-                   "examples": examples[:MAX_EXAMPLES_IN_SUMMARY]},
+        malformed={"total": tally.malformed, "by_kind": {k: tally.by_kind[k] for k in ERROR_KINDS if tally.by_kind[k]},
+                   "examples": tally.examples[:MAX_EXAMPLES_IN_SUMMARY]},
         tokenizer={"path": cfg.tokenizer.path, **tokenizer.unique_identifiers},
     )
     Path(f"{prefix}.summary.json").write_text(json.dumps(asdict(summary), ensure_ascii=False, indent=2) + "\n",

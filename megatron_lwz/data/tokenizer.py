@@ -183,6 +183,11 @@ class Tokenizer:
         pad_ids = [self.token_to_id(p) for p in pad_names if p is not None]
         self.pad: int = next((i for i in pad_ids if i is not None and i != self.eod), -1)
         """Dedicated padding id, or -1 when there is none distinct from EOD (megatron-core's convention)."""
+        bos_name = meta.get("bos_token")
+        if bos_name is None and self._sp is not None and self._sp.bos_id() >= 0:
+            bos_name = self._sp.id_to_piece(self._sp.bos_id())
+        self.bos: Optional[int] = self.token_to_id(bos_name) if bos_name else None
+        """BOS id if the tokenizer defines one (pretraining documents never get it), else None."""
         wanted = (*THINK_TAGS, *ROLE_MARKERS, EOD_TOKEN, self.eod_token)
         self.special_tokens: dict[str, int] = {
             tok: idx for tok in wanted if (idx := self.token_to_id(tok)) is not None

@@ -87,6 +87,17 @@ def _sample(inputs: Sequence[str], text_key: str, limit: int, seed: int) -> list
     return kept
 
 
+def _train(spm, sentences: list[str], model: io.BytesIO, symbols: list[str], cfg: TokenizerTrainConfig) -> None:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=model, vocab_size=cfg.vocab_size,
+        model_type=cfg.model_type, byte_fallback=True, user_defined_symbols=symbols,
+        normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True, split_digits=True, character_coverage=cfg.character_coverage,
+        unk_id=0, pad_id=1, pad_piece="<pad>", bos_id=-1, eos_id=-1, max_sentence_length=1 << 16,
+        hard_vocab_limit=False, num_threads=cfg.num_threads, minloglevel=2,
+    )
+
+
 def train_sentencepiece(cfg: TokenizerTrainConfig) -> Path:
     """Train and write the tokenizer directory; returns its path."""
     import sentencepiece as spm
@@ -96,14 +107,14 @@ def train_sentencepiece(cfg: TokenizerTrainConfig) -> Path:
         raise ValueError(f"inputs: no text found in {list(cfg.inputs)} (field {cfg.text_key!r})")
     symbols = list(SPECIAL_SYMBOLS) + [s for s in cfg.extra_symbols if s not in SPECIAL_SYMBOLS]
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_writer=model, vocab_size=cfg.vocab_size,
-        model_type=cfg.model_type, byte_fallback=True, user_defined_symbols=symbols,
-        normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
-        allow_whitespace_only_pieces=True, split_digits=True, character_coverage=cfg.character_coverage,
-        unk_id=0, pad_id=1, pad_piece="<pad>", bos_id=-1, eos_id=-1, max_sentence_length=1 << 16,
-        hard_vocab_limit=False, num_threads=cfg.num_threads, minloglevel=2,
-    )
+    try:
+        _train(spm, sentences, model, symbols, cfg)
+    except RuntimeError as err:
+        if "required_chars" in str(err):
+            raise ValueError(f"vocab_size: {cfg.vocab_size} is too small for the characters of this corpus at "
+                             f"character_coverage={cfg.character_coverage}; raise vocab_size or lower "
+                             f"character_coverage (sentencepiece: {err})") from None
+        raise
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / SP_MODEL_FILENAME).write_bytes(model.getvalue())

@@ -38,7 +38,7 @@ vLLM facts this module relies on (checked against the vllm==0.33.0 wheel):
 * CUDA IPC handles hold torch types that vLLM's msgpack encoder only pickles with
   ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` (v1/serial_utils.py:220-233); the engine core is a
   separate local process that we start ourselves, so we set it before building the ``LLM``.
-* A packed buffer must hold the largest single tensor (packed_tensor.py:305-330); vLLM's default
+* A packed buffer must hold the largest single tensor (packed_tensor.py:305-350); vLLM's default
   is 1 GiB (packed_tensor.py:15), smaller than a 152k × 3584 bf16 embedding, hence our 2 GiB default.
 * Child ``i`` of a request with ``seed=s`` samples with ``seed=s+i`` (v1/engine/parallel_sampling.py:69-81).
 * Returned log-probs follow ``logprobs_mode`` (config/model.py:291-300): ``raw_logprobs`` =
@@ -340,6 +340,9 @@ class VLLMRolloutEngine:
         if self._sender is not None:
             self._sender.shutdown()
             self._sender = None
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()  # stops the engine-core process (v1/engine/core_client.py)
         self.llm = None
 
 

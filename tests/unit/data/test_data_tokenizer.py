@@ -119,3 +119,20 @@ def test_trainer_rejects_tiny_vocab(tmp_path, corpus_files):
 
     with pytest.raises(ValueError, match="vocab_size"):
         TokenizerTrainConfig(inputs=corpus_files, output=str(tmp_path), vocab_size=100)
+
+
+def test_cli_tokenizer_train(tmp_path, demo_dir, capsys):
+    from megatron_lwz.cli.main import main
+
+    out = tmp_path / "tok"
+    args = ["tokenizer", "train", "--input", str(demo_dir / "reports.jsonl"), str(demo_dir / "cot.jsonl"),
+            "--output", str(out), "--model-type", "unigram"]
+    assert main(args + ["--vocab-size", "600"]) == 1  # fewer pieces than the corpus' characters need
+    assert "vocab_size: 600 is too small" in capsys.readouterr().err
+    assert main(args + ["--vocab-size", "1200"]) == 0
+    assert "vocab_size=1200" in capsys.readouterr().out
+    tok = load_tokenizer(str(out))
+    text = format_think_prompt("请写一段短文。") + COMPLETION_ZH
+    assert tok.decode(tok.encode(text)) == text and tok.bos is None
+    assert main(["tokenizer", "train", "--input", str(tmp_path / "missing.jsonl"), "--vocab-size", "700",
+                 "--output", str(out)]) == 1

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import EOD, ByteTokenizer
+from rollout_testlib import EOD, ByteTokenizer
 
 from megatron_lwz.rollout.hf_engine import HFRolloutEngine, IncrementalDetokenizer, find_stop
 from megatron_lwz.rollout.sampling import process_logits

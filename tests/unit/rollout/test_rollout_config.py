@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_model
+from rollout_testlib import tiny_config, tiny_model
 
 from megatron_lwz.config.base import ConfigError, from_dict
 from megatron_lwz.rollout import build_engine, resolve_engine_kind

@@ -1,0 +1,96 @@
+"""What every training job (pretrain, Writing RM, GRPO) does around its loop, written once.
+
+``start_session`` validates the config, initialises the process groups, prepares the run directory
+(resolved config + versions), builds the trainer, resumes from the newest checkpoint (or loads
+initial weights), and opens the metric logger and the preemption watcher. ``Session.step_end``
+saves on the configured interval or on a signal, and tells the loop whether to stop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from megatron_lwz.config.base import to_dict
+from megatron_lwz.config.schema import CheckpointConfig
+from megatron_lwz.config.validate import validate_model_parallel
+from megatron_lwz.engine.trainer import Trainer, build_trainer
+from megatron_lwz.metrics.logger import MetricLogger
+from megatron_lwz.metrics.run_dir import prepare_run_dir
+from megatron_lwz.models.presets import resolve
+from megatron_lwz.parallel.env import detect
+
+
+@dataclass
+class Session:
+    """A running job: context, trainer, progress state, logger and checkpoint policy."""
+
+    cfg: Any
+    trainer: Trainer
+    state: Any
+    logger: MetricLogger
+    watcher: Any
+    run_dir: Path
+    ckpt: CheckpointConfig
+    save_dir: Path
+    timers: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ctx(self):
+        return self.trainer.ctx
+
+    def save(self) -> Path:
+        from megatron_lwz.checkpoint.dist import save_checkpoint
+
+        return save_checkpoint(self.trainer, self.state, self.save_dir, config_dict=to_dict(self.cfg),
+                               keep_last=self.ckpt.keep_last)
+
+    def step_end(self, total_steps: int) -> bool:
+        """Checkpoint if due (interval, last step, or signal); returns True when the loop must stop."""
+        step = self.state.step
+        stop_signal = self.ckpt.save_on_signal and self.watcher.should_stop()
+        due = self.ckpt.save_interval > 0 and step % self.ckpt.save_interval == 0
+        if due or stop_signal or step >= total_steps:
+            self.save()
+        if stop_signal and self.ctx.is_rank0:
+            print(f"preemption signal: checkpoint saved at step {step}; exiting with code "
+                  f"{self.ckpt.exit_code_on_signal}", flush=True)
+        return stop_signal
+
+    def finish(self, plot_groups: dict[str, tuple[str, ...]]) -> list[Path]:
+        return self.logger.close(plot_groups)
+
+
+def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
+                  post_build: Callable | None = None, arch=None) -> Session:
+    """Validate → init parallel → run dir → trainer → resume/initial weights → logger + watcher."""
+    from megatron_lwz import parallel
+    from megatron_lwz.checkpoint.dist import TrainState, load_checkpoint
+    from megatron_lwz.checkpoint.signals import PreemptionWatcher
+
+    arch = arch or resolve(cfg.model)
+    validate_model_parallel(arch, cfg.model, cfg.parallel, cfg.precision, detect().world_size)
+    ctx = parallel.init(cfg.parallel)
+    run_dir = prepare_run_dir(cfg.logging.run_dir, cfg, is_rank0=ctx.is_rank0)
+    trainer = build_trainer(model=cfg.model, parallel=cfg.parallel, precision=cfg.precision, optim=cfg.optim,
+                            scheduler=cfg.scheduler, total_steps=total_steps, ctx=ctx, arch=arch,
+                            post_build=post_build)
+    ckpt = cfg.checkpoint
+    save_dir = Path(ckpt.save_dir or run_dir / "checkpoints")
+    # Resume this run first (preemption / requeue); otherwise initialise from load_dir if given.
+    state = load_checkpoint(trainer, save_dir, weights_only=False)
+    source = save_dir
+    if state is None and ckpt.load_dir:
+        state = load_checkpoint(trainer, Path(ckpt.load_dir), weights_only=ckpt.load_weights_only)
+        source = Path(ckpt.load_dir)
+        if state is None:
+            raise FileNotFoundError(f"checkpoint.load_dir={ckpt.load_dir}: no published checkpoint found there")
+    state = state or TrainState()
+    if ctx.is_rank0 and state.step:
+        print(f"resumed from {source} at step {state.step}", flush=True)
+    logger = MetricLogger(run_dir, cfg.logging, enabled=ctx.is_rank0, console_keys=console_keys)
+    watcher = PreemptionWatcher(ctx)
+    return Session(cfg=cfg, trainer=trainer, state=state, logger=logger, watcher=watcher, run_dir=run_dir,
+                   ckpt=ckpt, save_dir=save_dir, timers={"start": time.time()})

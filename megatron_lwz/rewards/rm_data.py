@@ -1,0 +1,137 @@
+"""Preference pairs for the Bradley–Terry Writing RM: reading, tokenising, batching.
+
+Input: JSONL lines ``{"prompt": str, "chosen": str, "rejected": str}``. Malformed lines (bad JSON,
+missing or non-string fields, identical chosen/rejected) are counted and reported with file:line,
+never fatal. The RM reads ``rm_input(prompt, answer)``: the same text at training and at GRPO
+scoring time, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from megatron_lwz.data.tokenizer import TokenizerConfig
+
+
+def rm_input(prompt: str, answer: str) -> str:
+    """The text the Writing RM scores (query + answer only: no think part, as the paper's RM)."""
+    return f"<|user|>: {prompt.strip()} <|assistant|>: {answer.strip()}"
+
+
+@dataclass(kw_only=True)
+class RMDataConfig:
+    """Where the preference pairs are and how they are tokenised."""
+
+    train_path: str
+    """JSONL with prompt/chosen/rejected per line."""
+    valid_path: str | None = None
+    """Held-out pairs for pairwise accuracy (optional)."""
+    tokenizer: TokenizerConfig
+    """Tokenizer of the backbone."""
+    max_length: int = 1024
+    """Tokens per scored sequence; longer ones keep the prompt's start and the answer's end."""
+    max_prompt_tokens: int = 256
+    """Prompt tokens kept when truncating."""
+    seed: int = 1234
+    """Shuffle seed (one permutation per epoch)."""
+
+
+@dataclass
+class PairSet:
+    """Tokenised pairs plus the report of skipped lines."""
+
+    chosen: list[list[int]]
+    rejected: list[list[int]]
+    skipped: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+
+def encode_pair_side(tokenizer, prompt: str, answer: str, max_length: int, max_prompt_tokens: int) -> list[int]:
+    """Token ids of ``rm_input`` with the documented truncation (ends with the answer's last tokens)."""
+    ids = tokenizer.encode(rm_input(prompt, answer))
+    if len(ids) <= max_length:
+        return ids
+    head = tokenizer.encode(rm_input(prompt, ""))[:max_prompt_tokens]
+    return head + ids[-(max_length - len(head)):]
+
+
+def read_pairs(path: str | Path, tokenizer, cfg: RMDataConfig) -> PairSet:
+    """Tokenise every valid line of ``path``; count and report the rest."""
+    out = PairSet(chosen=[], rejected=[])
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            prompt, chosen, rejected = rec["prompt"], rec["chosen"], rec["rejected"]
+            if not all(isinstance(x, str) for x in (prompt, chosen, rejected)):
+                raise TypeError("prompt/chosen/rejected must be strings")
+            if chosen.strip() == rejected.strip():
+                raise ValueError("chosen and rejected are identical")
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            kind = type(err).__name__
+            out.skipped[kind] = out.skipped.get(kind, 0) + 1
+            if len(out.examples) < 5:
+                out.examples.append(f"{path}:{lineno}: {kind}: {err}")
+            continue
+        out.chosen.append(encode_pair_side(tokenizer, prompt, chosen, cfg.max_length, cfg.max_prompt_tokens))
+        out.rejected.append(encode_pair_side(tokenizer, prompt, rejected, cfg.max_length, cfg.max_prompt_tokens))
+    if not out.chosen:
+        raise ValueError(f"{path}: no valid preference pairs ({out.skipped or 'empty file'}); "
+                         f"expected JSONL lines with prompt/chosen/rejected strings")
+    return out
+
+
+def pad_batch(seqs: Sequence[list[int]], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad to ``length`` (default: the longest): tokens (B, T), position_ids (B, T), lengths (B,)."""
+    length = length or max(len(s) for s in seqs)
+    tokens = torch.full((len(seqs), length), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        tokens[i, : len(s)] = torch.tensor(s[:length], dtype=torch.long)
+    lengths = torch.tensor([min(len(s), length) for s in seqs], dtype=torch.long)
+    return {"tokens": tokens, "position_ids": torch.arange(length).expand(len(seqs), length).contiguous(),
+            "lengths": lengths}
+
+
+def pair_microbatches(pairs: PairSet, indices: Sequence[int], micro_batch_size: int, pad_id: int,
+                      fixed_length: int | None) -> list[dict[str, torch.Tensor]]:
+    """Micro-batches whose rows are [chosen_1..chosen_m, rejected_1..rejected_m]."""
+    out = []
+    for start in range(0, len(indices), micro_batch_size):
+        idx = indices[start:start + micro_batch_size]
+        seqs = [pairs.chosen[i] for i in idx] + [pairs.rejected[i] for i in idx]
+        batch = pad_batch(seqs, pad_id, fixed_length)
+        batch["num_pairs"] = torch.tensor(len(idx))
+        out.append(batch)
+    return out
+
+
+def epoch_order(num_pairs: int, seed: int, consumed: int, count: int) -> list[int]:
+    """Pair indices ``consumed .. consumed+count`` of the infinite epoch-shuffled stream (resumable)."""
+    out = []
+    pos = consumed
+    while len(out) < count:
+        epoch, offset = divmod(pos, num_pairs)
+        perm = list(range(num_pairs))
+        random.Random(seed + epoch).shuffle(perm)
+        take = min(count - len(out), num_pairs - offset)
+        out += perm[offset:offset + take]
+        pos += take
+    return out
+
+
+def iter_eval_microbatches(pairs: PairSet, micro_batch_size: int, pad_id: int, dp_rank: int, dp_size: int,
+                           fixed_length: int | None) -> Iterator[dict[str, torch.Tensor]]:
+    """This DP rank's contiguous share of all pairs, in micro-batches."""
+    per = (len(pairs) + dp_size - 1) // dp_size
+    mine = list(range(dp_rank * per, min(len(pairs), (dp_rank + 1) * per)))
+    yield from pair_microbatches(pairs, mine, micro_batch_size, pad_id, fixed_length)

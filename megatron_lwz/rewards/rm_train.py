@@ -1,0 +1,83 @@
+"""``lwz train-rm``: Bradley–Terry Writing RM training (paper Eq. 4) — the loop, on one screen.
+
+Per step: next ``global_batch_size`` pairs of the epoch-shuffled stream (resumable at
+``consumed_samples`` pairs) → this DP rank's share, micro-batches of [chosen; rejected] rows →
+loss −log σ(r(x, y_w) − r(x, y_l)) averaged over the global batch's pairs → optimizer step.
+Metrics: loss, pairwise accuracy, mean margin (train and held-out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from megatron_lwz.data.tokenizer import Tokenizer
+from megatron_lwz.engine.session import start_session
+from megatron_lwz.engine.step import forward_only, reduce_reports, train_step
+from megatron_lwz.models.reward_head import attach_reward_head
+from megatron_lwz.models.presets import resolve
+from megatron_lwz.rewards.rm_config import RMJobConfig
+from megatron_lwz.rewards.rm_data import epoch_order, iter_eval_microbatches, pair_microbatches, read_pairs
+from megatron_lwz.rewards.writing_rm import bt_loss_fn, forward_scores, pair_eval_collect
+
+PLOTS = {"rm_training": ("train/loss", "train/accuracy", "eval/accuracy", "train/margin", "train/lr")}
+
+
+@dataclass
+class RMResult:
+    run_dir: str
+    eval_accuracy: float | None
+    train_accuracy: float | None
+    steps: int
+    interrupted: bool
+
+
+def evaluate(trainer, pairs, cfg: RMJobConfig, seq_len: int | None, pad_id: int) -> dict[str, float]:
+    """Pairwise accuracy, loss and margin over all held-out pairs (each DP rank scores a share)."""
+    ctx = trainer.ctx
+    mbs = list(iter_eval_microbatches(pairs, cfg.train.micro_batch_size, pad_id, ctx.dp_rank, ctx.dp, seq_len))
+    reports = forward_only(trainer, mbs, forward_scores, pair_eval_collect, seq_len or 0, 2 * cfg.train.micro_batch_size)
+    s = reduce_reports(reports, ctx)
+    return {"eval/accuracy": s["correct"] / s["pairs"], "eval/loss": s["loss"] / s["pairs"],
+            "eval/margin": s["margin"] / s["pairs"]}
+
+
+def run(cfg: RMJobConfig) -> RMResult:
+    t, arch = cfg.train, resolve(cfg.model)
+    session = start_session(cfg, total_steps=t.train_steps, arch=arch, console_keys=("train/loss", "train/accuracy"),
+                            post_build=lambda chunks: attach_reward_head(chunks, arch.hidden_size, cfg.model.init_method_std))
+    ctx, trainer, state = session.ctx, session.trainer, session.state
+    tokenizer = Tokenizer(cfg.data.tokenizer)
+    train_pairs = read_pairs(cfg.data.train_path, tokenizer, cfg.data)
+    valid_pairs = read_pairs(cfg.data.valid_path, tokenizer, cfg.data) if cfg.data.valid_path else None
+    if ctx.is_rank0 and train_pairs.skipped:
+        print(f"skipped malformed pairs: {train_pairs.skipped}; e.g. {train_pairs.examples[:3]}", flush=True)
+    seq_len = cfg.data.max_length if ctx.pp > 1 else None  # PP needs one p2p shape
+    per_rank = t.global_batch_size // ctx.dp
+    metrics: dict[str, float] = {}
+    bar = tqdm(total=t.train_steps, initial=state.step, desc="train-rm", disable=not (ctx.is_rank0 and cfg.logging.progress))
+    interrupted = False
+    while state.step < t.train_steps:
+        order = epoch_order(len(train_pairs), cfg.data.seed, state.consumed_samples, t.global_batch_size)
+        mine = order[ctx.dp_rank * per_rank:(ctx.dp_rank + 1) * per_rank]
+        mbs = pair_microbatches(train_pairs, mine, t.micro_batch_size, tokenizer.pad_id, seq_len)
+        result = train_step(trainer, mbs, forward_scores, bt_loss_fn(float(t.global_batch_size)),
+                            seq_length=seq_len or 0, micro_batch_size=2 * t.micro_batch_size)
+        state.step += 1
+        state.consumed_samples += t.global_batch_size
+        r = result.report
+        metrics = {"train/loss": r["loss"], "train/accuracy": r["correct"] / r["pairs"],
+                   "train/margin": r["margin"] / r["pairs"], "train/lr": result.lr, "train/grad_norm": result.grad_norm}
+        if valid_pairs is not None and ((t.eval_interval and state.step % t.eval_interval == 0) or state.step == t.train_steps):
+            metrics.update(evaluate(trainer, valid_pairs, cfg, seq_len, tokenizer.pad_id))
+        session.logger.log(state.step, metrics, echo=not cfg.logging.progress)
+        bar.update(1)
+        bar.set_postfix(loss=f"{r['loss']:.3f}", acc=f"{metrics['train/accuracy']:.2f}")
+        if session.step_end(t.train_steps):
+            interrupted = True
+            break
+    bar.close()
+    session.finish(PLOTS)
+    return RMResult(run_dir=str(session.run_dir), eval_accuracy=metrics.get("eval/accuracy"),
+                    train_accuracy=metrics.get("train/accuracy"), steps=state.step, interrupted=interrupted)
