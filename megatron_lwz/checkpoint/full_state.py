@@ -40,6 +40,16 @@ def unwrap(module):
     return module
 
 
+VOCAB_TENSORS = ("embedding.word_embeddings.weight", "output_layer.weight")
+
+
+def resize_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """Truncate or zero-pad dim 0 to ``rows`` (vocabulary padding is not part of the model)."""
+    if t.shape[0] >= rows:
+        return t[:rows]
+    return torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])], dim=0)
+
+
 def _source_name(name: str, tied: bool) -> str:
     return "embedding.word_embeddings.weight" if tied and name == "output_layer.weight" else name
 
@@ -52,7 +62,10 @@ def load_full_state(chunks: list, full: dict[str, torch.Tensor], ctx: ParallelCo
             src = _source_name(name, tied)
             if src not in full:
                 raise KeyError(f"full state has no tensor for {name!r}")
-            shard = tp_shard(name, full[src], ctx.tp, ctx.tp_rank)
+            tensor = full[src]
+            if name in VOCAB_TENSORS:  # vocab padding depends on TP: re-pad to this layout's size
+                tensor = resize_rows(tensor, param.shape[0] * ctx.tp)
+            shard = tp_shard(name, tensor, ctx.tp, ctx.tp_rank)
             if shard.shape != param.shape:
                 raise ValueError(f"{name}: shard shape {tuple(shard.shape)} != parameter {tuple(param.shape)}")
             param.copy_(shard.to(param.dtype))

@@ -16,12 +16,16 @@ Layouts (h = hidden, d = head dim, nq/nkv = query/KV heads, r = nq/nkv, f = ffn,
 * Norm weights: local spec names ``input_layernorm`` / ``pre_mlp_layernorm``; the TE spec fuses
   them as ``self_attention.linear_qkv.layer_norm_weight`` / ``mlp.linear_fc1.layer_norm_weight``.
   :func:`canonical_name` maps both spellings onto the local one.
+* Dist-checkpoint keys (``GPTModel.sharded_state_dict``): decoder layers are stacked on a prepended
+  layer axis under one key per tensor (``decoder.layers.mlp.linear_fc2.weight``, global shape
+  ``[num_layers, ...]``), and norms always use the TE-fused spelling, whichever spec saved them.
+  :func:`checkpoint_key` / :func:`name_from_checkpoint_key` convert.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -31,7 +35,10 @@ _TE_TO_LOCAL = {
     "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
     "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight",
 }
+_LOCAL_TO_TE = {local: te for te, local in _TE_TO_LOCAL.items()}
 _LAYER_RE = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
+LAYER_KEY_PREFIX = "decoder.layers."
+"""Prefix of the per-layer dist-checkpoint keys (the layer index is the first global axis)."""
 
 # Per-layer megatron (local-spec) name → HF suffix under ``model.layers.{i}.``. QKV/fc1 are special.
 _LAYER_SIMPLE = {
@@ -46,6 +53,10 @@ _PARTITION_DIM = {
     "self_attention.linear_proj.weight": 1, "mlp.linear_fc1.weight": 0, "mlp.linear_fc2.weight": 1,
     "input_layernorm.weight": None, "pre_mlp_layernorm.weight": None,
 }
+
+
+NON_LAYER_NAMES = ("embedding.word_embeddings.weight", "decoder.final_layernorm.weight", "output_layer.weight")
+"""Megatron parameters outside the decoder layers."""
 
 
 def canonical_name(name: str) -> str:
@@ -70,6 +81,27 @@ def partition_dim(name: str) -> int | None:
     if layer is None:
         return 0 if rest in ("embedding.word_embeddings.weight", "output_layer.weight") else None
     return _PARTITION_DIM[rest]
+
+
+def checkpoint_key(name: str) -> tuple[str, int | None]:
+    """Global megatron parameter name → (dist-checkpoint key, index on the layer axis or None).
+
+    ``decoder.layers.3.input_layernorm.weight`` →
+    ``("decoder.layers.self_attention.linear_qkv.layer_norm_weight", 3)``.
+    """
+    layer, rest = split_layer_name(canonical_name(name))
+    if layer is None:
+        return rest, None
+    return LAYER_KEY_PREFIX + _LOCAL_TO_TE.get(rest, rest), layer
+
+
+def name_from_checkpoint_key(key: str, layer: int | None) -> str:
+    """Inverse of :func:`checkpoint_key`: the canonical global name of layer ``layer``'s slice."""
+    if key.startswith(LAYER_KEY_PREFIX):
+        if layer is None:
+            raise ValueError(f"{key!r} is a per-layer key: pass the layer index")
+        return canonical_name(f"decoder.layers.{layer}.{key[len(LAYER_KEY_PREFIX):]}")
+    return canonical_name(key)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,7 +149,10 @@ def _qkv_from_megatron(qkv: torch.Tensor, arch: ModelArch) -> tuple[torch.Tensor
     return q.reshape(g * r * d, *tail), k.reshape(g * d, *tail), v.reshape(g * d, *tail)
 
 
-def _pad_vocab(t: torch.Tensor, padded_vocab: int) -> torch.Tensor:
+def pad_vocab(t: torch.Tensor, padded_vocab: int) -> torch.Tensor:
+    """Append zero rows up to ``padded_vocab`` (embedding / output layer)."""
+    if t.shape[0] > padded_vocab:
+        raise ValueError(f"vocab tensor has {t.shape[0]} rows, more than the padded size {padded_vocab}")
     if t.shape[0] == padded_vocab:
         return t
     pad = torch.zeros(padded_vocab - t.shape[0], *t.shape[1:], dtype=t.dtype)
@@ -142,17 +177,27 @@ def hf_layer_to_megatron(get: Callable[[str], torch.Tensor], layer: int, arch: M
 
 
 def hf_to_megatron(get: Callable[[str], torch.Tensor], arch: ModelArch, padded_vocab: int,
-                   layers: range | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (full megatron name, full tensor) for the whole model (or ``layers``), layer by layer."""
+                   layers: Iterable[int] | None = None,
+                   non_layer: Iterable[str] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (full megatron name, full tensor) for the whole model, layer by layer.
+
+    ``layers`` restricts the decoder layers and ``non_layer`` the other tensors
+    (``embedding.word_embeddings.weight``, ``decoder.final_layernorm.weight``,
+    ``output_layer.weight``); HF tensors that are not needed are never read. With tied
+    embeddings ``output_layer.weight`` is the (padded) input embedding.
+    """
     layers = range(arch.num_layers) if layers is None else layers
-    embed = get("model.embed_tokens.weight")
-    yield "embedding.word_embeddings.weight", _pad_vocab(embed, padded_vocab)
+    wanted = set(NON_LAYER_NAMES if non_layer is None else non_layer)
+    if "embedding.word_embeddings.weight" in wanted:
+        yield "embedding.word_embeddings.weight", pad_vocab(get("model.embed_tokens.weight"), padded_vocab)
     for i in layers:
         for name, tensor in hf_layer_to_megatron(get, i, arch).items():
             yield f"decoder.layers.{i}.{name}", tensor
-    yield "decoder.final_layernorm.weight", get("model.norm.weight")
-    head = embed if arch.tie_word_embeddings else get("lm_head.weight")
-    yield "output_layer.weight", _pad_vocab(head, padded_vocab)
+    if "decoder.final_layernorm.weight" in wanted:
+        yield "decoder.final_layernorm.weight", get("model.norm.weight")
+    if "output_layer.weight" in wanted:
+        head = get("model.embed_tokens.weight" if arch.tie_word_embeddings else "lm_head.weight")
+        yield "output_layer.weight", pad_vocab(head, padded_vocab)
 
 
 def megatron_to_hf(name: str, full: torch.Tensor, arch: ModelArch) -> list[tuple[str, torch.Tensor]]:

@@ -112,7 +112,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", default=None, metavar="SPEC",
                    help="tokenizer spec (default: a sentencepiece tokenizer trained on the input)")
     p.add_argument("--workers", type=int, default=2, help="worker processes of our preprocessing")
-    p.add_argument("--repeat", type=int, default=4, help="copies of the demo corpus when --input is not given")
+    p.add_argument("--repeat", type=int, default=16, help="copies of the demo corpus when --input is not given")
     p.add_argument("--text-key", default="text")
     p.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
 

@@ -19,6 +19,7 @@ def _add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the bearer token")
     group.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     group.add_argument("--retries", type=int, default=4, help="retries per request on transient errors")
+    group.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds (doubles)")
     group.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     group.add_argument("--temperature", type=float, default=0.6)
     group.add_argument("--max-tokens", type=int, default=8192)
@@ -27,7 +28,8 @@ def _add_endpoint_args(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     if name == "data predict-length":
         parser.add_argument("--input", required=True, help="prompt JSONL (.jsonl / .jsonl.gz)")
-        parser.add_argument("--output", required=True, help="output JSONL (may equal --input; reruns skip done records)")
+        parser.add_argument("--output", required=True, help="output JSONL (may equal --input; "
+                            "reruns skip done records)")
         parser.add_argument("--question-key", default="question")
         parser.add_argument("--attempts", type=int, default=3, help="LLM queries per prompt until a valid range")
         parser.add_argument("--batch-size", type=int, default=256, help="prompts per checkpointed batch")
@@ -42,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("--no-dedup", action="store_true")
         parser.add_argument("--keep-toxic", action="store_true")
         parser.add_argument("--max-records", type=int, default=None, help="stop after reading this many records")
-        parser.add_argument("--judge", action="store_true", help="also ask the endpoint whether each prompt is long-form")
+        parser.add_argument("--judge", action="store_true",
+                            help="also ask the endpoint whether each prompt is long-form")
         parser.add_argument("--predict-length", action="store_true", help="then fill length ranges in the output")
     else:
         raise ValueError(f"reward_cmds does not serve {name!r}")
@@ -58,7 +61,8 @@ def _endpoint(args: argparse.Namespace):
     if not args.model:
         raise SystemExit("--endpoint needs --model (the model name the server expects)")
     return EndpointConfig(url=args.endpoint, model=args.model, api=args.api, api_key_env=args.api_key_env,
-                          timeout_s=args.timeout, max_retries=args.retries, concurrency=args.concurrency,
+                          timeout_s=args.timeout, max_retries=args.retries, backoff_s=args.backoff,
+                          concurrency=args.concurrency,
                           temperature=args.temperature, max_tokens=args.max_tokens)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -75,6 +77,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
         key_tp, val_tp = get_args(tp) or (Any, Any)
         return {_convert(k, key_tp, f"{path}.<key>"): _convert(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+    return _convert_scalar(value, tp, path)
+
+
+def _convert_scalar(value: Any, tp: Any, path: str) -> Any:
+    """bool / int / float / str / other classes."""
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -86,6 +93,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
@@ -118,7 +130,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
         raise ConfigError(f"{path or cls.__name__}: missing required field(s) {missing}")
     try:
         return cls(**kwargs)
-    except ConfigError as err:
+    except ValueError as err:  # ConfigError, or a component's own __post_init__ check
         raise ConfigError(f"{path + ': ' if path else ''}{err}") from None
 
 
@@ -164,8 +176,31 @@ def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+_ENV_RE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a YAML tree (paths on clusters)."""
+    if isinstance(value, str):
+        def sub(m: re.Match) -> str:
+            if m.group(1) in os.environ:
+                return os.environ[m.group(1)]
+            if m.group(2) is not None:
+                return m.group(2)
+            raise ConfigError(f"environment variable {m.group(1)} is not set (used as ${{{m.group(1)}}})")
+        return _ENV_RE.sub(sub, value)
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    return value
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Load a YAML recipe into ``cls`` and apply dotted CLI overrides (later wins)."""
+    """Load a YAML recipe into ``cls`` and apply dotted CLI overrides (later wins).
+
+    Strings may use ``${VAR}`` or ``${VAR:-default}``; they are expanded from the environment.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -178,7 +213,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         if loaded is not None and not isinstance(loaded, Mapping):
             raise ConfigError(f"{path}: top level must be a mapping")
         data = dict(loaded or {})
-    data = deep_merge(data, parse_overrides(overrides))
+    data = expand_env(deep_merge(data, parse_overrides(overrides)))
     try:
         return from_dict(cls, data)
     except ConfigError as err:

@@ -73,7 +73,7 @@ def _demo_inputs(work: Path, repeat: int) -> list[Path]:
 
 
 def run_bench(*, inputs: Optional[Sequence[str]] = None, tokenizer: Optional[str] = None, workers: int = 2,
-              repeat: int = 4, text_key: str = "text", workdir: Optional[str] = None) -> dict[str, Any]:
+              repeat: int = 16, text_key: str = "text", workdir: Optional[str] = None) -> dict[str, Any]:
     """Run baseline, ours×1 and ours×``workers`` on the same input; returns the result record."""
     with tempfile.TemporaryDirectory(prefix="lwz_bench_pre_") as tmp:
         work = Path(workdir or tmp)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from megatron_lwz.config.base import ConfigError
+from megatron_lwz.data.preprocess import read_summary
 from megatron_lwz.data.tokenizer import Tokenizer, TokenizerConfig
 
 
@@ -103,12 +104,19 @@ class BuiltDatasets:
     tokenizer: Optional[Tokenizer] = None
 
 
-def _check_sources(cfg: DataConfig) -> None:
+def _check_sources(cfg: DataConfig, tokenizer: Tokenizer) -> None:
+    """Every prefix exists and, where its summary says, was tokenized with this very tokenizer."""
     for i, src in enumerate(cfg.sources):
         missing = [s for s in (".bin", ".idx") if not Path(src.prefix + s).is_file()]
         if missing:
             raise ConfigError(f"data.sources[{i}].prefix: {src.prefix}{'/'.join(missing)} not found "
                               f"(source {src.name!r}); run `lwz preprocess --output-prefix {src.prefix}` first")
+        summary = read_summary(src.prefix)
+        used = (summary or {}).get("tokenizer", {}).get("sha256")
+        if used and used != tokenizer.unique_identifiers["sha256"]:
+            raise ConfigError(f"data.sources[{i}].prefix: {src.prefix} (source {src.name!r}) was tokenized with "
+                              f"{summary['tokenizer'].get('path')!r}, not data.tokenizer {cfg.tokenizer.path!r} "
+                              "(the tokenizer files differ); re-run preprocessing or fix data.tokenizer")
 
 
 def gpt_dataset_config(cfg: DataConfig, tokenizer: Tokenizer) -> Any:
@@ -146,8 +154,8 @@ def build_datasets(cfg: DataConfig, num_samples_train: int, num_samples_valid: i
 
     if num_samples_train < 1:
         raise ConfigError(f"num_samples_train: must be >= 1, got {num_samples_train}")
-    _check_sources(cfg)
     tokenizer = tokenizer or Tokenizer(cfg.tokenizer)
+    _check_sources(cfg, tokenizer)
     shares = cfg.split_shares
     # A split with a zero share is None in megatron; a non-empty split needs >= 1 sample requested.
     sizes = [num_samples_train,

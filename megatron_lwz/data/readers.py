@@ -74,6 +74,10 @@ def expand_inputs(inputs: Sequence[str], allow_text: bool = False) -> list[Path]
 
 
 def _supported(path: Path, allow_text: bool) -> bool:
+    """Directory members: .jsonl/.jsonl.gz/.ndjson/.parquet (not bare .json, which is often metadata)."""
+    name = path.name.lower()
+    if name.endswith((".json", ".json.gz")) and not name.endswith((".jsonl", ".jsonl.gz")):
+        return False
     try:
         return file_format(path) != "text" or allow_text
     except ValueError:

@@ -67,7 +67,8 @@ def _resolve_kind(cfg: TokenizerConfig) -> tuple[str, Path | str]:
     if cfg.kind in ("auto", "sentencepiece"):
         if path.is_file() and path.suffix == ".model":
             return "sentencepiece", path
-        if (path / SP_MODEL_FILENAME).is_file() and not (cfg.kind == "auto" and (path / HF_TOKENIZER_FILENAME).is_file()):
+        prefer_hf = cfg.kind == "auto" and (path / HF_TOKENIZER_FILENAME).is_file()  # e.g. Llama dirs hold both
+        if (path / SP_MODEL_FILENAME).is_file() and not prefer_hf:
             return "sentencepiece", path / SP_MODEL_FILENAME
         if cfg.kind == "sentencepiece":
             raise ValueError(f"tokenizer.path: no sentencepiece model at {path} (expected a .model file or "

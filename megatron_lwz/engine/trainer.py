@@ -115,3 +115,24 @@ def build_trainer(*, model: ModelConfig, parallel: ParallelConfig, precision: Pr
     sched = build_scheduler(optimizer, optim, scheduler, total_steps)
     return Trainer(ctx=ctx, built=built, model=wrapped, optimizer=optimizer, scheduler=sched,
                    dtype=resolve_dtype(precision))
+
+
+def build_inference_model(*, model: ModelConfig, parallel: ParallelConfig, precision: PrecisionConfig,
+                          ctx: ParallelContext, arch: ModelArch | None = None, post_build=None) -> Trainer:
+    """A forward-only model on the same layout (Writing RM, KL reference): no DDP, no optimizer.
+
+    Returned as a :class:`Trainer` with ``optimizer=None`` so ``engine.step.forward_only`` and the
+    checkpoint loader accept it unchanged.
+    """
+    from megatron.core.transformer.module import Float16Module
+
+    built = build_model(model, parallel, precision, ctx, arch=arch)
+    if post_build is not None:
+        post_build(built.chunks)
+    tconfig = built.transformer_config
+    chunks = [Float16Module(tconfig, c) if (tconfig.bf16 or tconfig.fp16) else c for c in built.chunks]
+    for chunk in chunks:
+        chunk.requires_grad_(False)
+        chunk.eval()
+    return Trainer(ctx=ctx, built=built, model=chunks, optimizer=None, scheduler=None,
+                   dtype=resolve_dtype(precision))

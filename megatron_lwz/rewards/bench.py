@@ -99,8 +99,8 @@ def run_bench(sizes: tuple[int, ...] = (1000, 4000, 14000), repeats: int = 15,
             response = f"<think>plan</think>\n<answer>{synthetic_answer(words, seed=words, **kwargs)}</answer>"
             n = count_words(response)
             format_reward(response, cfg)  # warm-up (regex caches, numpy)
-            ms = _median_ms(lambda: format_reward(response, cfg), repeats)
-            base = _median_ms(lambda: count_words(response), repeats)
+            ms = _median_ms(lambda text=response: format_reward(text, cfg), repeats)
+            base = _median_ms(lambda text=response: count_words(text), repeats)
             score = format_reward(response, cfg).score
             rows.append(BenchRow(words=n, variant=name, ms=ms, ms_per_1k_words=ms / n * 1e3,
                                  ratio_vs_count_words=ms / base, score=score))

@@ -38,8 +38,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
+from megatron_lwz.config.base import ConfigError
 from megatron_lwz.rewards.format import FormatReward, FormatRewardConfig
-from megatron_lwz.rewards.length import AnswerPolicy, LengthRewardConfig, answer_word_count, extract_answer, length_reward
+from megatron_lwz.rewards.length import (
+    AnswerPolicy, LengthRewardConfig, answer_word_count, extract_answer, length_reward,
+)
 from megatron_lwz.rollout.types import RolloutGroup, Sample
 
 logger = logging.getLogger(__name__)
@@ -66,7 +69,7 @@ class OverlongConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.buffer_tokens < self.max_response_tokens:
-            raise ValueError("overlong: need 0 < buffer_tokens < max_response_tokens")
+            raise ConfigError("overlong: need 0 < buffer_tokens < max_response_tokens")
 
 
 @dataclass(kw_only=True)
@@ -102,16 +105,16 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if not self.components or len(set(self.components)) != len(self.components):
-            raise ValueError(f"reward.components must be a non-empty list without repeats, got {self.components}")
+            raise ConfigError(f"reward.components must be a non-empty list without repeats, got {self.components}")
         unknown = set(self.weights) - set(self.components)
         if unknown:
-            raise ValueError(f"reward.weights names {sorted(unknown)} not in reward.components {self.components}")
+            raise ConfigError(f"reward.weights names {sorted(unknown)} not in reward.components {self.components}")
         if any(w < 0 for w in self.weights.values()) or sum(self.weights.get(c, 1.0) for c in self.components) <= 0:
-            raise ValueError("reward.weights must be >= 0 with a positive sum")
+            raise ConfigError("reward.weights must be >= 0 with a positive sum")
         if self.overlong.policy == "soft" and "length" not in self.components:
-            raise ValueError("reward.overlong.policy='soft' adds to the 'length' reward: add it to reward.components")
+            raise ConfigError("reward.overlong.policy='soft' adds to the 'length' reward: add it to reward.components")
         if self.num_workers > 0 and self.format.semantic.enabled:
-            raise ValueError("reward.num_workers > 0 with format.semantic.enabled: the embedder runs in-process")
+            raise ConfigError("reward.num_workers > 0 with format.semantic.enabled: the embedder runs in-process")
 
     def weight_vector(self) -> dict[str, float]:
         """Normalised Eq. 5 weights for every component (equal when none are given)."""
@@ -250,7 +253,8 @@ class RewardScorer:
                         values = [s.rewards[name] for s in finished if name in s.rewards]
                         floor = BOUNDED_COMPONENTS.get(name)
                         candidates = values + ([floor] if floor is not None else [])
-                        worst = min(candidates) if candidates else self.cfg.failure_values.get(name, self.cfg.failure_value)
+                        fallback = self.cfg.failure_values.get(name, self.cfg.failure_value)
+                        worst = min(candidates) if candidates else fallback
                         sample.rewards[name] = worst if policy == "worst" else 0.0
 
     def score(self, groups: Sequence[RolloutGroup]) -> dict[str, float]:

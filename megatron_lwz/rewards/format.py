@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from megatron_lwz.config.base import ConfigError
 from megatron_lwz.rewards.length import CJK_CHAR_RE, ENGLISH_WORD_RE, count_words
 from megatron_lwz.rewards.repetition import RepetitionConfig, line_paragraphs, repetition_stats
 from megatron_lwz.rewards.semantic import SemanticRepetitionConfig
@@ -56,7 +57,7 @@ class FormatRewardConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.repetition_tolerance < self.repetition_full <= 1.0:
-            raise ValueError("format: need 0 <= repetition_tolerance < repetition_full <= 1 "
+            raise ConfigError("format: need 0 <= repetition_tolerance < repetition_full <= 1 "
                              f"(got {self.repetition_tolerance}, {self.repetition_full})")
 
 

@@ -34,6 +34,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from megatron_lwz.config.base import ConfigError
+
 CJK_CHAR_RE = re.compile(r"[\u4e00-\u9fff]")
 ENGLISH_WORD_RE = re.compile(r"\b[a-zA-Z]+\b")
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -132,12 +134,13 @@ class LengthRewardConfig:
 
     def __post_init__(self) -> None:
         if self.l_max_factor is not None and not self.l_max_factor > 1.0:
-            raise ValueError(f"length.l_max_factor must be > 1 (got {self.l_max_factor}); e.g. 2.0")
+            raise ConfigError(f"length.l_max_factor must be > 1 (got {self.l_max_factor}); e.g. 2.0")
         if self.l_max_factor is None and not self.l_max > 0:
-            raise ValueError(f"length.l_max must be > 0 (got {self.l_max})")
+            raise ConfigError(f"length.l_max must be > 0 (got {self.l_max})")
 
     def l_max_for(self, upper: int) -> float:
-        """L_max for a prompt whose range ends at ``upper`` (relative form if configured)."""
+        """L_max for a prompt whose range ends at ``upper`` (relative form if configured; the range
+        [0, 0] has no scale and always uses the absolute ``l_max``)."""
         if self.l_max_factor is not None and upper > 0:
             return self.l_max_factor * upper
         if not self.l_max > upper:

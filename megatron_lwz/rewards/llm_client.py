@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
+from megatron_lwz.config.base import ConfigError
+
 GenerateFn = Callable[[list[str]], list[str]]
 """A batched text generator: prompts in, one completion per prompt out (our rollout engine fits)."""
 
@@ -68,9 +70,9 @@ class EndpointConfig:
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"endpoint.url must start with http:// or https://, got {self.url!r}")
+            raise ConfigError(f"endpoint.url must start with http:// or https://, got {self.url!r}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.concurrency < 1:
-            raise ValueError("endpoint: need timeout_s > 0, max_retries >= 0, concurrency >= 1")
+            raise ConfigError("endpoint: need timeout_s > 0, max_retries >= 0, concurrency >= 1")
 
 
 class OpenAIClient:

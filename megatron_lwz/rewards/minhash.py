@@ -17,6 +17,7 @@ one band bucket, and buckets are capped so adversarial inputs cannot make it qua
 from __future__ import annotations
 
 import zlib
+from typing import Iterable
 
 import numpy as np
 
@@ -24,9 +25,12 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for p
 _EMPTY_SLOT = np.uint32(0xFFFFFFFF)
 
 
-def token_hashes(tokens: list[str]) -> np.ndarray:
-    """Stable 64-bit hash per token (crc32 of UTF-8, computed once per distinct token).  # (n,) uint64"""
-    table = {tok: zlib.crc32(tok.encode("utf-8")) for tok in set(tokens)}
+def token_hashes(tokens: list[str], vocabulary: Iterable[str] | None = None) -> np.ndarray:
+    """Stable 64-bit hash per token (crc32 of UTF-8, computed once per distinct token).  # (n,) uint64
+
+    ``vocabulary`` (the distinct tokens, if the caller already has them) saves a set() pass.
+    """
+    table = {tok: zlib.crc32(tok.encode("utf-8")) for tok in (set(tokens) if vocabulary is None else vocabulary)}
     return np.fromiter(map(table.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
 
 

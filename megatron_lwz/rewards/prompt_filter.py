@@ -39,7 +39,10 @@ LANGUAGE_NAMES = {"english": "en", "en": "en", "chinese": "zh", "zh": "zh", "zh-
 USER_ROLES = frozenset({"user", "human", "prompter"})
 
 JUDGE_PROMPT = """You are selecting user requests for training a long-form writing model.
-Decide whether the request below asks for a substantial, high-quality piece of writing (for example an essay, story, report, article, speech, letter, proposal or a detailed guide) whose ideal answer runs to at least several hundred words, and whether it can be completed from the request alone (it does not depend on a missing attachment, link or earlier conversation).
+Decide whether the request below asks for a substantial, high-quality piece of writing (for example an essay, \
+story, report, article, speech, letter, proposal or a detailed guide) whose ideal answer runs to at least several \
+hundred words, and whether it can be completed from the request alone (it does not depend on a missing attachment, \
+link or earlier conversation).
 Reply with JSON only: {"long_form": true} or {"long_form": false}.
 
 Request:
@@ -87,10 +90,13 @@ class PromptFilterConfig:
     """Estimated Jaccard of character 5-gram sets at or above which two prompts are near duplicates."""
     shingle_chars: int = 5
     """Character n-gram size for near-duplicate detection."""
-    num_perm: int = 64
-    """MinHash permutations (estimate std ≈ 0.05 at Jaccard 0.8)."""
+    num_perm: int = 128
+    """MinHash permutations for the Jaccard estimate (std ≈ 0.035 at Jaccard 0.8)."""
     lsh_bands: int = 16
-    """LSH bands (16 × 4 rows: pairs at Jaccard 0.8 become candidates with probability > 0.999)."""
+    """LSH bands over the first lsh_bands × lsh_rows slots of the signature."""
+    lsh_rows: int = 4
+    """Rows per band (16 × 4: a pair at Jaccard 0.8 becomes a candidate with probability > 0.999,
+    one at 0.2 with probability 0.025)."""
     question_keys: list[str] = field(default_factory=lambda: ["question", "prompt", "instruction"])
     """Plain fields tried when a record has no conversation list."""
     max_records: int | None = None
@@ -172,7 +178,10 @@ class PromptDeduper:
         self.cfg = cfg
         self.seen: set[bytes] = set()
         self.hasher = MinHasher(cfg.num_perm, seed=7)
-        self.index = LSHIndex(cfg.num_perm, cfg.lsh_bands, bucket_cap=16)
+        self.lsh_slots = cfg.lsh_bands * cfg.lsh_rows
+        if self.lsh_slots > cfg.num_perm:
+            raise ValueError("filter: lsh_bands × lsh_rows must not exceed num_perm")
+        self.index = LSHIndex(self.lsh_slots, cfg.lsh_bands, bucket_cap=16)
         self.signatures: list = []
 
     def check(self, text: str) -> str | None:
@@ -182,11 +191,11 @@ class PromptDeduper:
         if digest in self.seen:
             return "exact_duplicate"
         signature = self.hasher.signature(char_shingle_hashes(norm, self.cfg.shingle_chars))
-        for other in self.index.candidates(signature):
+        for other in self.index.candidates(signature[:self.lsh_slots]):
             if estimated_jaccard(signature, self.signatures[other]) >= self.cfg.near_dup_threshold:
                 return "near_duplicate"
         self.seen.add(digest)
-        self.index.insert(len(self.signatures), signature)
+        self.index.insert(len(self.signatures), signature[:self.lsh_slots])
         self.signatures.append(signature)
         return None
 

@@ -118,6 +118,7 @@ def read_prompt_records(path: str | Path, *, question_key: str = "question",
     """PromptRecords of a predicted-length JSONL file (records without a valid range are skipped)."""
     bad = BadRecords()
     records = []
+    dropped = 0
     for where, raw in iter_records(path, bad):
         question = raw.get(question_key)
         lower, upper = raw.get("length_lower"), raw.get("length_upper")
@@ -128,9 +129,12 @@ def read_prompt_records(path: str | Path, *, question_key: str = "question",
             bad.add(where, "no valid length_lower/length_upper (run `lwz data predict-length` first)")
             continue
         if not keep_unfulfillable and not is_fulfillable(lower, upper):
+            dropped += 1
             continue
         language = raw.get("language") if raw.get("language") in ("en", "zh") else detect_language(question)
         records.append(PromptRecord(prompt_id=str(raw.get("prompt_id") or stable_prompt_id(question)),
                                     question=question, length_lower=lower, length_upper=upper,
                                     language=language))
+    logger.info("%s: %d prompts, %d unfulfillable [0, 0] dropped, %d bad records", path, len(records), dropped,
+                bad.count)
     return records, bad

@@ -16,7 +16,7 @@ easily reach the target length required by the Length RM by generating nearly id
 * ``stuffing``: keyword-stuffing severity in [0, 1] from term-frequency outliers (``stuffing_stats``):
   the most frequent content term (English word ≥ 3 letters not in a stop list, or a CJK character
   bigram without a function character) must exceed both an absolute share of the content terms and
-  ``stuffing_zipf_ratio`` × the count Zipf's law predicts from the next ranks (f_1 ≈ r · f_r).
+  ``stuffing_zipf_ratio`` × the count Zipf's law predicts from ranks 6–15 (f_1 ≈ r · f_r).
 
 Normalisation for "same sentence": lower-cased tokens ``[\\u4e00-\\u9fff]`` (one per CJK character) and
 ``[a-z0-9]+``; punctuation, spacing and case are ignored. Ratios use all answer tokens as denominator.
@@ -25,6 +25,7 @@ Sentences end at ``. ! ? ;`` (and their full-width forms) or a newline.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import operator
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from megatron_lwz.config.base import ConfigError
 from megatron_lwz.rewards.minhash import shingle_hashes, token_hashes
 
 TOKEN_RE = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]+")
@@ -51,6 +53,8 @@ with would you your yours yourself yourselves yet however thus therefore many mu
 every within without upon among across toward towards per via new make made use used using way ways
 """.split())
 """English function words ignored by the stuffing detector (content terms only)."""
+ZIPF_FIRST_RANK, ZIPF_LAST_RANK = 6, 15
+"""Ranks whose r · f_r give the Zipf expectation of the top count (see ``stuffing_stats``)."""
 ZH_FUNCTION_CHARS = frozenset("的了是在和也就都而及与着或一不这那有个我你他她它们之以其为于上下中来去到说要会能对把被从让给很更还又")
 """CJK characters that make a bigram a function-word bigram (excluded from stuffing counts)."""
 
@@ -80,17 +84,17 @@ class RepetitionConfig:
     stuffing_full_share: float = 0.20
     """Share of content terms at which the stuffing severity reaches 1."""
     stuffing_zipf_ratio: float = 2.0
-    """The top count must also be ≥ this multiple of its Zipf expectation (median of r · f_r, r=2..6).
-    Calibration: natural text stays ≤ 1.2 even when its top term holds 10% of the content terms
-    ('pattern' in the Python `re` docs); one stuffed keyword gives ≫ 2."""
+    """The top count must also be ≥ this multiple of its Zipf expectation (median of r · f_r, r=6..15).
+    Calibration: natural text stays ≤ 0.9 even when its top term holds 10% of the content terms
+    ('pattern' in the Python `re` docs, 2K-word chunks); a stuffed word or 3-word phrase gives ≥ 2.4."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.near_dup_threshold <= 1.0:
-            raise ValueError(f"near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}")
+            raise ConfigError(f"near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}")
         if self.shingle_size < 1 or self.shingle_pair_cap < 1:
-            raise ValueError("shingle_size and shingle_pair_cap must be >= 1")
+            raise ConfigError("shingle_size and shingle_pair_cap must be >= 1")
         if not 0.0 < self.stuffing_max_share < self.stuffing_full_share <= 1.0:
-            raise ValueError("need 0 < stuffing_max_share < stuffing_full_share <= 1")
+            raise ConfigError("need 0 < stuffing_max_share < stuffing_full_share <= 1")
 
 
 @dataclass(kw_only=True)
@@ -117,6 +121,11 @@ class Tokenized:
     """[start, end) token offsets of each non-empty sentence."""
     paragraphs: list[tuple[int, int]]
     """[start, end) sentence indices of each paragraph (non-empty line)."""
+
+    @functools.cached_property
+    def counts(self) -> Counter[str]:
+        """Occurrences of every distinct token."""
+        return Counter(self.tokens)
 
     def paragraph_span(self, index: int) -> tuple[int, int]:
         """[start, end) token offsets of paragraph ``index``."""
@@ -171,7 +180,7 @@ def _near_duplicates(doc: Tokenized, spans: list[tuple[int, int]], cfg: Repetiti
     k, num = cfg.shingle_size, len(spans)
     if num < 2:
         return 0
-    shingles_all = shingle_hashes(token_hashes(doc.tokens), k)  # (T-k+1,) start-position indexed
+    shingles_all = shingle_hashes(token_hashes(doc.tokens, doc.counts.keys()), k)  # (T-k+1,) by start position
     counts = np.array([end - start - k + 1 for start, end in spans])  # shingles per paragraph
     positions = np.concatenate([np.arange(start, end - k + 1) for start, end in spans])  # (M,)
     shingles = shingles_all[positions]
@@ -212,37 +221,47 @@ CJK_CONTENT_RUN_RE = re.compile(f"[{_cjk_content_class()}]{{2,}}")
 """Runs of ≥ 2 CJK content characters (no punctuation, no function character inside)."""
 
 
-def _top_content_terms(answer: str, tokens: list[str]) -> tuple[int, list[tuple[str, int]]]:
-    """(number of content terms, the 6 most frequent with counts). Content terms are English words
-    (≥ 3 letters, not stop words) and CJK bigrams inside runs of content characters."""
-    english = Counter(tokens)
-    english = {t: c for t, c in english.items()
+def _top_content_terms(answer: str, token_counts: Counter[str], top: int) -> tuple[int, list[tuple[str, int]]]:
+    """(number of content terms, the ``top`` most frequent with counts). Content terms are English
+    words (≥ 3 letters, not stop words) and CJK bigrams inside runs of content characters."""
+    english = {t: c for t, c in token_counts.items()
                if len(t) >= 3 and t.isascii() and t.isalpha() and t not in EN_STOPWORDS}
-    bigrams: Counter[str] = Counter()
-    runs = CJK_CONTENT_RUN_RE.findall(answer)
-    if runs:
-        joined = "\x00".join(runs)  # one C-level pass; pairs touching the separator are dropped below
-        bigrams = Counter(map(operator.add, joined[:-1], joined[1:]))
-        for key in [g for g in bigrams if "\x00" in g]:
-            del bigrams[key]
-    total = sum(english.values()) + sum(bigrams.values())
-    ranked = heapq.nlargest(6, itertools.chain(english.items(), bigrams.items()), key=operator.itemgetter(1))
+    has_cjk = any(len(t) == 1 and "\u4e00" <= t <= "\u9fff" for t in token_counts)
+    bigram_total, bigrams = _cjk_bigram_counts(answer, top) if has_cjk else (0, [])
+    total = sum(english.values()) + bigram_total
+    ranked = heapq.nlargest(top, itertools.chain(english.items(), bigrams), key=operator.itemgetter(1))
     return total, ranked
 
 
-def stuffing_stats(answer: str, tokens: list[str], cfg: RepetitionConfig) -> tuple[float, str | None, float, float]:
-    """(severity, top term, its share of content terms, Zipf excess) of an answer and its tokens.
+def _cjk_bigram_counts(answer: str, top: int) -> tuple[int, list[tuple[str, int]]]:
+    """(number of CJK content bigrams, the ``top`` most frequent) via numpy over code points."""
+    runs = CJK_CONTENT_RUN_RE.findall(answer)
+    if not runs:
+        return 0, []
+    points = np.frombuffer("\x00".join(runs).encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    valid = (points[:-1] != 0) & (points[1:] != 0)  # pairs across a run separator do not count
+    codes = (points[:-1] << 21 | points[1:])[valid]  # code points < 2^21: one int64 per bigram
+    keys, counts = np.unique(codes, return_counts=True)
+    best = np.argsort(-counts, kind="stable")[:top]
+    return int(codes.size), [(chr(int(keys[i]) >> 21) + chr(int(keys[i]) & 0x1FFFFF), int(counts[i])) for i in best]
 
-    Zipf excess = f_1 / median(r · f_r for r = 2..6): ≈ 1 for natural text (Zipf's law f_r ∝ 1/r),
-    ≫ 1 when one term is stuffed. Severity ramps linearly from ``stuffing_max_share`` to
-    ``stuffing_full_share`` once the count, size and Zipf conditions hold.
+
+def stuffing_stats(answer: str, token_counts: Counter[str],
+                   cfg: RepetitionConfig) -> tuple[float, str | None, float, float]:
+    """(severity, top term, its share of content terms, Zipf excess) of an answer and its token counts.
+
+    Zipf excess = f_1 / median(r · f_r for r = 6..15). Under Zipf's law (f_r ∝ 1/r) every r · f_r
+    estimates f_1, so natural text gives ≲ 1; ranks from 6 on keep a stuffed phrase (whose 2–4 words
+    or bigrams are all inflated together) out of the reference. Severity ramps linearly from
+    ``stuffing_max_share`` to ``stuffing_full_share`` once the count, size and Zipf conditions hold.
     """
-    total, ranked = _top_content_terms(answer, tokens)
+    total, ranked = _top_content_terms(answer, token_counts, ZIPF_LAST_RANK)
     if not ranked:
         return 0.0, None, 0.0, 0.0
     top_term, top = ranked[0]
     share = top / total
-    expected = float(np.median([rank * c for rank, (_, c) in enumerate(ranked[1:], start=2)] or [1.0]))
+    tail = [rank * c for rank, (_, c) in enumerate(ranked, start=1) if rank >= ZIPF_FIRST_RANK]
+    expected = float(np.median(tail)) if tail else 1.0
     excess = top / max(expected, 1.0)
     if total < cfg.stuffing_min_content_terms or top < cfg.stuffing_min_count or excess < cfg.stuffing_zipf_ratio:
         return 0.0, top_term, share, excess
@@ -267,7 +286,7 @@ def repetition_stats(answer: str, cfg: RepetitionConfig | None = None) -> Repeti
     min_size = max(cfg.min_paragraph_words, cfg.shingle_size)
     near_spans = [s for i, s in enumerate(spans) if i not in dup_paras and s[1] - s[0] >= min_size]
     near_tokens = dup_para_tokens + _near_duplicates(doc, near_spans, cfg)
-    severity, top_term, share, excess = stuffing_stats(answer, doc.tokens, cfg)
+    severity, top_term, share, excess = stuffing_stats(answer, doc.counts, cfg)
     return RepetitionStats(
         num_tokens=total,
         dup_sentence_ratio=dup_sent_tokens / total,

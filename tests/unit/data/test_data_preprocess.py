@@ -152,3 +152,10 @@ def test_cli_preprocess(tmp_path, demo_dir, sp_tokenizer_dir, capsys):
     rc = main(["preprocess", "--input", str(empty), "--output-prefix", str(tmp_path / "e"),
                "--tokenizer", str(sp_tokenizer_dir), "--no-progress"])
     assert rc == 1 and "no valid documents" in capsys.readouterr().err
+
+
+def test_directory_inputs_skip_metadata_json(demo_dir):
+    from megatron_lwz.data.readers import expand_inputs
+
+    names = [p.name for p in expand_inputs([str(demo_dir)])]
+    assert "books.jsonl" in names and "manifest.json" not in names and names == sorted(names)

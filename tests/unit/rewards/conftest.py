@@ -46,7 +46,8 @@ class StubServer:
                 if action[0] == "raw":
                     payload = action[1]
                 elif "messages" in body:
-                    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": action[1]}}]}).encode()
+                    message = {"role": "assistant", "content": action[1]}
+                    payload = json.dumps({"choices": [{"message": message}]}).encode()
                 else:
                     payload = json.dumps({"choices": [{"text": action[1]}]}).encode()
                 try:

@@ -113,6 +113,15 @@ def test_keyword_stuffing_detected_and_natural_text_spared():
     assert stats.top_term == "greenway"
     assert stats.zipf_excess > 2.0 and stats.stuffing > 0.5
     assert repetition_stats(ANSWER).stuffing == 0.0
+    assert repetition_stats(ANSWER.replace("parks", "parks parks")).stuffing == 0.0  # a favourite word is fine
+
+
+def test_phrase_stuffing_english_and_chinese():
+    words = ANSWER.split()
+    phrase = repetition_stats(" ".join(w if i % 8 else "climate resilience strategy" for i, w in enumerate(words * 2)))
+    assert phrase.top_term in ("climate", "resilience", "strategy") and phrase.stuffing > 0.3
+    zh = repetition_stats("城市绿地" * 60 + "。" + ZH_PARAGRAPH)
+    assert zh.top_term in ("城市", "市绿", "绿地") and zh.stuffing > 0.5
 
 
 def test_reference_manual_is_not_flagged_as_stuffing():

@@ -1,0 +1,144 @@
+"""Thin layer over megatron-core ``dist_checkpointing`` (torch_dist format, synchronous saves).
+
+The model part of every checkpoint is exactly ``GPTModel.sharded_state_dict()`` under the key
+``model`` (``model0``, ``model1``, … with virtual pipeline stages), as Megatron-LM writes it, so
+Megatron-LM / NeMo tooling and plain ``dist_checkpointing.load`` read it. The distributed
+optimizer uses the ``fully_reshardable`` format, so checkpoints load at any TP / PP / DP.
+
+:class:`McoreCheckpointReader` reads one decoder layer (or one tensor) at a time from a
+checkpoint through a *partial* sharded state dict — the conversion tools never hold more than one
+layer of the source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from megatron_lwz.checkpoint.layout import CheckpointError
+from megatron_lwz.checkpoint.mapping import LAYER_KEY_PREFIX, name_from_checkpoint_key
+from megatron_lwz.checkpoint.mcore_fixes import use_in_process_write_queue
+
+SHARDING_METADATA = {
+    "distrib_optim_sharding_type": "fully_reshardable",
+    "singleton_local_shards": False,
+    "chained_optim_avoid_prefix": True,
+}
+"""``metadata`` for every ``sharded_state_dict`` call. mcore's default DistOpt format
+(``fully_sharded_model_space``) cannot be saved (``mapping.py`` rejects flattened ranges)."""
+
+CHECKPOINT_VERSION = 3.0
+"""Megatron-LM's ``checkpoint_version`` for dist checkpoints (stored as-is for its tools)."""
+
+
+def model_keys(num_chunks: int) -> list[str]:
+    """Top-level keys of the model chunks: ``model``, or ``model0``.. with virtual stages."""
+    return ["model"] if num_chunks == 1 else [f"model{i}" for i in range(num_chunks)]
+
+
+def model_sharded_state_dict(chunks: list) -> dict[str, Any]:
+    """``{model key: chunk.sharded_state_dict()}`` of the *unwrapped* chunks (no ``module.`` prefix)."""
+    return {key: chunk.sharded_state_dict(metadata=dict(SHARDING_METADATA))
+            for key, chunk in zip(model_keys(len(chunks)), chunks)}
+
+
+def save_sharded(sharded_state_dict: dict, directory: Path) -> None:
+    """Collective synchronous torch_dist save (every rank of the default group calls it)."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.strategies.torch import TorchDistSaveShardedStrategy
+
+    use_in_process_write_queue()
+    strategy = TorchDistSaveShardedStrategy(backend="torch_dist", version=1, thread_count=1)
+    dist_checkpointing.save(sharded_state_dict, str(directory), sharded_strategy=strategy,
+                            validate_access_integrity=True, async_sharded_save=False)
+
+
+def load_sharded(sharded_state_dict: dict, directory: Path, validate: bool = True) -> dict:
+    """Load ``sharded_state_dict``'s tensors from ``directory``; mcore errors get the path added."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.core import CheckpointingException
+
+    try:
+        return dist_checkpointing.load(sharded_state_dict, str(directory), validate_access_integrity=validate)
+    except (CheckpointingException, KeyError) as err:
+        raise CheckpointError(f"{directory}: cannot load: {err}") from err
+
+
+def ensure_process_group() -> None:
+    """dist_checkpointing needs torch.distributed; give a lone process a 1-rank gloo group."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+
+
+class McoreCheckpointReader:
+    """Full (TP=1, PP=1) tensors of a dist checkpoint's model, read lazily.
+
+    Works on any GPTModel dist checkpoint (ours or Megatron-LM's) in one process; names come back
+    in megatron's canonical (local-spec) global spelling, e.g. ``decoder.layers.3.mlp.linear_fc1.weight``.
+    """
+
+    def __init__(self, directory: str | Path):
+        from megatron.core import dist_checkpointing
+
+        ensure_process_group()
+        self.directory = Path(directory)
+        metadata = dist_checkpointing.load_tensors_metadata(str(self.directory))
+        self._meta = {key: sh for key, sh in metadata.items() if not key.startswith("optimizer.")}
+        layer_keys = [k for k in self._meta if k.startswith(LAYER_KEY_PREFIX)]
+        self.num_layers = self._meta[layer_keys[0]].global_shape[0] if layer_keys else 0
+        self._layer_keys = sorted(layer_keys)
+        self._other_keys = sorted(k for k in self._meta if not k.startswith(LAYER_KEY_PREFIX))
+
+    def keys(self) -> list[str]:
+        """Model tensor keys stored in the checkpoint (dist-checkpoint spelling)."""
+        return self._other_keys + self._layer_keys
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._meta[key].global_shape)
+
+    def dtype_of(self, key: str) -> torch.dtype:
+        return self._meta[key].dtype
+
+    def dtype(self) -> torch.dtype:
+        return self._meta[self._other_keys[0] if self._other_keys else self._layer_keys[0]].dtype
+
+    def has(self, key: str) -> bool:
+        return key in self._meta
+
+    def non_layer_names(self) -> list[str]:
+        return [name_from_checkpoint_key(k, None) for k in self._other_keys]
+
+    def _load(self, requests: dict[str, Any]) -> dict[str, torch.Tensor]:
+        loaded = load_sharded(requests, self.directory, validate=False)
+        return {name: loaded[name] for name in requests}
+
+    def tensor(self, key: str) -> torch.Tensor:
+        """One non-layer tensor by checkpoint key (e.g. ``embedding.word_embeddings.weight``)."""
+        from megatron.core.dist_checkpointing import ShardedTensor
+
+        if key not in self._meta:
+            raise CheckpointError(f"{self.directory}: no tensor {key!r} (has {self._other_keys})")
+        sh = self._meta[key]
+        buf = torch.empty(sh.global_shape, dtype=sh.dtype)
+        return self._load({key: ShardedTensor.from_rank_offsets(key, buf, replica_id=0)})[key]
+
+    def layer(self, index: int) -> dict[str, torch.Tensor]:
+        """All tensors of decoder layer ``index``: {canonical global name: full tensor}."""
+        from megatron.core.dist_checkpointing import ShardedTensor
+
+        if not 0 <= index < self.num_layers:
+            raise CheckpointError(f"{self.directory}: layer {index} out of range (0..{self.num_layers - 1})")
+        requests = {}
+        for key in self._layer_keys:
+            sh = self._meta[key]
+            # The layer axis is an explicit leading dim of size 1 and there is no regular grid
+            # (axis_fragmentations=None): one process reads one slice; a grid would make torch
+            # expect owners of the other slices.
+            buf = torch.empty((1, *sh.global_shape[1:]), dtype=sh.dtype)
+            requests[key] = ShardedTensor(key, buf, sh.dtype, tuple(buf.shape), tuple(sh.global_shape),
+                                          (index,) + (0,) * (buf.ndim - 1), None, replica_id=0)
+        return {name_from_checkpoint_key(k, index): t[0] for k, t in self._load(requests).items()}

@@ -1,0 +1,97 @@
+"""``lwz grpo``: LongWriter-Zero GRPO (paper §4–6) — the loop, on one screen.
+
+Per iteration: prompts (think template) → G samples each → Length (Eq. 3), Writing (BT RM, Eq. 4)
+and Format rewards → per-reward group-normalised advantages averaged (Eq. 5) → old log-probs →
+``num_minibatches`` clipped-surrogate updates (ε = 0.2, β = 0 by default) → weight sync into the
+rollout engine → metrics, sample dump, checkpoint. Variant details live in rl/loss.py,
+rl/advantage.py, rewards/composite.py and rl/step.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from megatron_lwz.engine.session import start_session
+from megatron_lwz.rl.advantage import advantages_for_groups
+from megatron_lwz.rl.batching import build_train_batch, split_minibatches
+from megatron_lwz.rl.job_config import GRPOJobConfig
+from megatron_lwz.rl.metrics import dump_samples, rollout_metrics
+from megatron_lwz.rl.prompts import prompt_batch
+from megatron_lwz.rl.runtime import build_runtime
+from megatron_lwz.rl.step import plan_minibatch, rollout, set_old_logprobs, sync_weights, train_minibatch
+from megatron_lwz.rollout.verify import WeightSyncMismatch
+
+PLOTS = {"grpo_rewards": ("reward/total/mean", "reward/length/mean", "reward/format/mean", "reward/writing/mean",
+                          "rollout/length_in_range_frac"),
+         "grpo_lengths": ("rollout/answer_words/mean", "rollout/think_words/mean", "rollout/response_tokens/mean",
+                          "rollout/truncated_frac", "train/clip_frac", "train/entropy")}
+
+
+@dataclass
+class GRPOResult:
+    run_dir: str
+    steps: int
+    interrupted: bool
+
+
+@contextlib.contextmanager
+def timed(times: dict, name: str):
+    start = time.perf_counter()
+    yield
+    times[f"time/{name}_s"] = time.perf_counter() - start
+
+
+def run(cfg: GRPOJobConfig) -> GRPOResult:
+    rl = cfg.rl
+    session = start_session(cfg, total_steps=rl.num_steps * rl.batching.num_minibatches,
+                            console_keys=("reward/total/mean", "reward/format/mean", "rollout/length_in_range_frac"))
+    ctx, policy, state = session.ctx, session.trainer, session.state
+    rt = build_runtime(cfg, session)
+    sync_weights(policy, rt.engine, cfg.rollout)  # the engine starts from the trainer's weights
+    weights = cfg.reward.weight_vector()
+    bar = tqdm(total=rl.num_steps, initial=state.step, desc="grpo", disable=not (ctx.is_rank0 and cfg.logging.progress))
+    interrupted = False
+    while state.step < rl.num_steps:
+        times: dict[str, float] = {}
+        prompts = prompt_batch(rt.prompts, cfg.prompts.shuffle_seed, state.consumed_samples, rl.prompts_per_step)
+        with timed(times, "rollout"):
+            groups = rollout(rt.engine, rt.engine_kind, prompts, cfg, state.step, ctx)
+        with timed(times, "reward"):
+            metrics = rt.scorer.score(groups)
+        batch = build_train_batch(groups, advantages_for_groups(groups, cfg.reward), rl.batching,
+                                  pad_token_id=rt.tokenizer.pad_id)
+        minibatches = split_minibatches(batch, rl.batching.num_minibatches, seed=rl.seed + state.step) if len(batch) >= ctx.dp * rl.batching.num_minibatches else []
+        plans = [plan_minibatch(mb, cfg, ctx) for mb in minibatches]
+        with timed(times, "old_logprobs"):
+            metrics.update(set_old_logprobs(policy, plans, cfg, rt.reference))
+        gap = metrics.get("rollout/logprob_gap_max", 0.0)
+        if cfg.rollout.should_verify(state.step) and gap > cfg.rollout.verify_threshold:
+            raise WeightSyncMismatch(f"step {state.step}: rollout vs trainer log-prob gap {gap:.3g} > "
+                                     f"rollout.verify_threshold={cfg.rollout.verify_threshold}")
+        with timed(times, "train"):
+            for minibatch, plan in zip(minibatches, plans):
+                result, loss_metrics = train_minibatch(policy, minibatch, plan, cfg)
+                metrics.update({f"train/{k}": v for k, v in loss_metrics.items()})
+                metrics.update({"train/grad_norm": result.grad_norm, "train/lr": result.lr})
+        with timed(times, "sync"):
+            metrics.update(sync_weights(policy, rt.engine, cfg.rollout))
+        state.step += 1
+        state.consumed_samples += rl.prompts_per_step
+        tokens = sum(s.num_tokens for g in groups for s in g.samples)
+        metrics.update(rollout_metrics(groups, weights), **times, **{"perf/tokens_per_s": tokens / sum(times.values())},
+                       **{"train/rows": float(len(batch)), "train/updates": float(len(minibatches))})
+        session.logger.log(state.step, metrics, echo=not cfg.logging.progress)
+        if ctx.is_rank0:
+            dump_samples(groups, session.run_dir / "rollouts" / f"step_{state.step:05d}.jsonl", rl.dump_samples, state.step)
+        bar.update(1)
+        bar.set_postfix(reward=f"{metrics['reward/total/mean']:.3f}")
+        if session.step_end(rl.num_steps):
+            interrupted = True
+            break
+    bar.close()
+    session.finish(PLOTS)
+    return GRPOResult(run_dir=str(session.run_dir), steps=state.step, interrupted=interrupted)

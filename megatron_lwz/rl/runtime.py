@@ -1,0 +1,84 @@
+"""Everything the GRPO loop holds besides the policy trainer: engine, reward models, prompts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from megatron_lwz.config.base import ConfigError
+from megatron_lwz.data.tokenizer import Tokenizer
+from megatron_lwz.engine.trainer import Trainer, build_inference_model
+from megatron_lwz.models.presets import resolve
+from megatron_lwz.models.reward_head import attach_reward_head
+from megatron_lwz.rewards.composite import RewardScorer
+from megatron_lwz.rewards.writing_rm import WritingRMScorer
+from megatron_lwz.rl.prompts import load_prompts
+from megatron_lwz.rollout import build_engine, resolve_engine_kind
+from megatron_lwz.rollout.types import PromptRecord
+
+
+@dataclass
+class RLRuntime:
+    tokenizer: Tokenizer
+    engine: Any
+    engine_kind: str
+    scorer: RewardScorer
+    prompts: list[PromptRecord]
+    reference: Trainer | None
+
+
+def _load_weights(model: Trainer, path: str, what: str) -> None:
+    from megatron_lwz.checkpoint.dist import load_checkpoint
+
+    if load_checkpoint(model, Path(path), weights_only=True) is None:
+        raise FileNotFoundError(f"{what}: no published checkpoint in {path}")
+
+
+def _hf_source(cfg, policy: Trainer, run_dir: Path, kind: str) -> Any:
+    """A transformers Qwen2Config (HF engine) or a config directory (vLLM reads one)."""
+    hf = policy.arch.to_hf_config()
+    if kind == "hf":
+        from transformers import Qwen2Config
+
+        return Qwen2Config(**hf)
+    path = run_dir / "rollout_hf_config"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(hf, indent=2))
+    tok_dir = Path(cfg.tokenizer.path)
+    for f in (tok_dir.iterdir() if tok_dir.is_dir() else []):  # vLLM loads its tokenizer from the same dir
+        if f.is_file() and f.name != "config.json" and (f.name.startswith("tokenizer") or f.suffix in (".json", ".txt", ".model")):
+            shutil.copy2(f, path / f.name)
+    return str(path)
+
+
+def build_runtime(cfg, session) -> RLRuntime:
+    """Tokenizer, rollout engine, Writing RM scorer (same allocation), optional KL reference, prompts."""
+    ctx, policy = session.ctx, session.trainer
+    tokenizer = Tokenizer(cfg.tokenizer)
+    kind = resolve_engine_kind(cfg.rollout)
+    engine = build_engine(cfg.rollout, _hf_source(cfg, policy, session.run_dir, kind), tokenizer,
+                          trainer_rank=ctx.rank, seed=cfg.parallel.seed)
+    writing = None
+    if cfg.writing_rm.checkpoint:
+        rm_arch = resolve(cfg.writing_rm.model)
+        rm = build_inference_model(model=cfg.writing_rm.model, parallel=cfg.parallel, precision=cfg.precision, ctx=ctx,
+                                   arch=rm_arch, post_build=lambda c: attach_reward_head(c, rm_arch.hidden_size, 0.02))
+        _load_weights(rm, cfg.writing_rm.checkpoint, "writing_rm.checkpoint")
+        writing = WritingRMScorer(rm, tokenizer, max_length=cfg.writing_rm.max_length,
+                                  max_prompt_tokens=cfg.writing_rm.max_prompt_tokens,
+                                  micro_batch_size=cfg.writing_rm.micro_batch_size)
+    reference = None
+    if cfg.rl.loss.kl_coef > 0:
+        if not cfg.checkpoint.load_dir:
+            raise ConfigError("rl.loss.kl_coef > 0 needs checkpoint.load_dir (the frozen reference policy)")
+        reference = build_inference_model(model=cfg.model, parallel=cfg.parallel, precision=cfg.precision, ctx=ctx)
+        _load_weights(reference, cfg.checkpoint.load_dir, "reference policy (checkpoint.load_dir)")
+    prompt_set = load_prompts(cfg.prompts)
+    if ctx.is_rank0 and prompt_set.skipped:
+        print(f"prompts: skipped {prompt_set.skipped}; e.g. {prompt_set.examples[:3]}", flush=True)
+    return RLRuntime(tokenizer=tokenizer, engine=engine, engine_kind=kind,
+                     scorer=RewardScorer(cfg.reward, score_writing=writing), prompts=prompt_set.records,
+                     reference=reference)

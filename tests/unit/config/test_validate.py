@@ -1,0 +1,134 @@
+"""One test per validation rule: each must raise ConfigError naming the field and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from megatron_lwz.config.base import ConfigError
+from megatron_lwz.config.schema import ModelConfig, OptimConfig, ParallelConfig, PrecisionConfig, TrainLoopConfig
+from megatron_lwz.config.validate import validate_batch, validate_model_parallel, validate_parallel, validate_precision
+from megatron_lwz.models.presets import PRESETS, resolve
+
+TINY = PRESETS["tiny"]  # 4 layers, 4 heads, 2 KV groups, max_pos 512
+
+
+def _par(**kw) -> ParallelConfig:
+    return ParallelConfig(**kw)
+
+
+def test_valid_layout_returns_dp():
+    assert validate_parallel(TINY, _par(tensor_parallel=2, pipeline_parallel=2), world_size=8) == 2
+
+
+def test_world_size_not_divisible():
+    with pytest.raises(ConfigError, match=r"6 processes are not divisible by TP×PP×CP"):
+        validate_parallel(TINY, _par(tensor_parallel=2, pipeline_parallel=2), world_size=6)
+
+
+def test_heads_not_divisible_by_tp():
+    arch = resolve(ModelConfig(preset="tiny", num_attention_heads=6, num_query_groups=6, hidden_size=96))
+    with pytest.raises(ConfigError, match=r"parallel.tensor_parallel=4: model.num_attention_heads=6"):
+        validate_parallel(arch, _par(tensor_parallel=4), world_size=4)
+
+
+def test_kv_groups_not_divisible_by_tp():
+    with pytest.raises(ConfigError, match=r"num_query_groups=2 \(KV heads\)"):
+        validate_parallel(TINY, _par(tensor_parallel=4), world_size=4)
+
+
+def test_layers_not_divisible_by_pp():
+    with pytest.raises(ConfigError, match=r"num_layers=4 is not divisible by pipeline_parallel×virtual"):
+        validate_parallel(TINY, _par(pipeline_parallel=3), world_size=3)
+
+
+def test_layers_not_divisible_by_vpp():
+    with pytest.raises(ConfigError, match=r"= 8"):
+        validate_parallel(TINY, _par(pipeline_parallel=2, virtual_pipeline_parallel=4), world_size=2)
+
+
+def test_vpp_needs_pp():
+    with pytest.raises(ConfigError, match=r"virtual_pipeline_parallel needs parallel.pipeline_parallel ≥ 2"):
+        validate_parallel(TINY, _par(virtual_pipeline_parallel=2), world_size=1)
+
+
+def test_sequence_parallel_needs_tp():
+    with pytest.raises(ConfigError, match=r"sequence_parallel needs parallel.tensor_parallel ≥ 2"):
+        validate_parallel(TINY, _par(sequence_parallel=True), world_size=1)
+
+
+def test_overlap_param_gather_needs_distributed_optimizer():
+    with pytest.raises(ConfigError, match=r"overlap_param_gather needs parallel.distributed_optimizer"):
+        validate_parallel(TINY, _par(overlap_param_gather=True, distributed_optimizer=False), world_size=1)
+
+
+def test_fp8_without_te_or_cuda():
+    with pytest.raises(ConfigError, match=r"precision.fp8='hybrid' needs CUDA and transformer-engine"):
+        validate_precision(ModelConfig(), _par(), PrecisionConfig(fp8="hybrid"), cuda=False, te=False)
+
+
+def test_fp8_ok_with_te():
+    validate_precision(ModelConfig(), _par(), PrecisionConfig(fp8="hybrid", fp8_recipe="blockwise"), cuda=True, te=True)
+
+
+def test_fp8_with_local_spec():
+    with pytest.raises(ConfigError, match=r"precision.fp8 needs model.layer_spec=te or auto"):
+        validate_precision(ModelConfig(layer_spec="local"), _par(), PrecisionConfig(fp8="e4m3"), cuda=True, te=True)
+
+
+def test_te_spec_without_te():
+    with pytest.raises(ConfigError, match=r"model.layer_spec=te needs CUDA and transformer-engine"):
+        validate_precision(ModelConfig(layer_spec="te"), _par(), PrecisionConfig(), cuda=True, te=False)
+
+
+def test_context_parallel_without_te():
+    with pytest.raises(ConfigError, match=r"context_parallel>1 needs the TE attention"):
+        validate_precision(ModelConfig(), _par(context_parallel=2), PrecisionConfig(), cuda=False, te=False)
+
+
+def test_sequence_parallel_on_local_spec():
+    with pytest.raises(ConfigError, match=r"sequence_parallel needs the TE layer spec"):
+        validate_precision(ModelConfig(), _par(tensor_parallel=2, sequence_parallel=True), PrecisionConfig(),
+                           cuda=False, te=False)
+
+
+def test_fp16_rejected():
+    with pytest.raises(ConfigError, match=r"precision.dtype=fp16 needs dynamic loss scaling"):
+        validate_precision(ModelConfig(), _par(), PrecisionConfig(dtype="fp16"), cuda=True, te=True)
+
+
+def test_global_batch_not_multiple_of_micro_times_dp():
+    with pytest.raises(ConfigError, match=r"global_batch_size=12 must be a multiple of micro_batch_size×DP = 4×2"):
+        validate_batch(2, 4, 12, 128, TINY, None, 1)
+
+
+def test_interleaving_needs_enough_microbatches():
+    with pytest.raises(ConfigError, match=r"interleaved pipelining needs ≥ PP=4"):
+        validate_batch(1, 1, 2, 128, TINY, 2, 4)
+
+
+def test_sequence_longer_than_positions():
+    with pytest.raises(ConfigError, match=r"sequence length 1024 exceeds model.max_position_embeddings=512"):
+        validate_batch(1, 1, 1, 1024, TINY, None, 1)
+
+
+def test_local_field_checks():
+    with pytest.raises(ConfigError, match=r"parallel.tensor_parallel: must be ≥ 1"):
+        ParallelConfig(tensor_parallel=0)
+    with pytest.raises(ConfigError, match=r"optim.min_lr"):
+        OptimConfig(lr=1e-4, min_lr=1e-3)
+    with pytest.raises(ConfigError, match=r"not a multiple of train.micro_batch_size"):
+        TrainLoopConfig(micro_batch_size=3, global_batch_size=8)
+
+
+def test_model_resolution_rules():
+    with pytest.raises(ConfigError, match=r"unknown 'qwen9'"):
+        resolve(ModelConfig(preset="qwen9"))
+    with pytest.raises(ConfigError, match=r"either model.preset or model.hf_config"):
+        resolve(ModelConfig(preset="tiny", hf_config="x"))
+    with pytest.raises(ConfigError, match=r"num_attention_heads=4 is not divisible by model.num_query_groups=3"):
+        resolve(ModelConfig(preset="tiny", num_query_groups=3))
+
+
+def test_validate_model_parallel_combines_rules():
+    assert validate_model_parallel(TINY, ModelConfig(), _par(tensor_parallel=2), PrecisionConfig(), 4,
+                                   cuda=False, te=False) == 2
