@@ -170,7 +170,8 @@ def hf_to_mcore(cfg: HfToMcoreConfig) -> Path:
     split = world > 1
     pcfg = ParallelConfig(tensor_parallel=cfg.tp if split else 1, pipeline_parallel=cfg.pp if split else 1,
                           distributed_optimizer=False)
-    ctx = parallel.init(pcfg)
+    owns_group = not torch.distributed.is_initialized()  # else: the caller's launch; leave it up
+    ctx = parallel.init(pcfg) if owns_group else parallel.init_model_parallel(pcfg)
     try:
         with HFReader(hf_dir) as reader:
             if ctx.is_rank0:
@@ -204,7 +205,7 @@ def hf_to_mcore(cfg: HfToMcoreConfig) -> Path:
             report_verification(compare_hf_mcore(hf_dir, final, arch, progress=cfg.progress), hf_dir, final)
         ctx.barrier()
     finally:
-        parallel.shutdown()
+        parallel.shutdown() if owns_group else parallel.destroy_model_parallel()
     return final
 
 

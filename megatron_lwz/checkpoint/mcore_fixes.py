@@ -122,7 +122,9 @@ def use_in_process_write_queue() -> None:
 
     Idempotent. Do not combine with megatron's process-based async save in the same process.
     """
-    from megatron.core.dist_checkpointing.strategies import filesystem_async
+    from megatron.core.dist_checkpointing.strategies import filesystem_async, torch as torch_strategy
 
     if filesystem_async._results_queue is None:
         filesystem_async._results_queue = queue.Queue()
+    # Sync saves run through mcore's async code path, which warns that *async* saving is deprecated.
+    torch_strategy._logged_mcore_async_deprecation = True

@@ -43,9 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _quiet_library_warnings() -> None:
+    """megatron / torch DCP warn about TE, Apex and single-process loads on every run: irrelevant here."""
+    import warnings
+
+    for pattern in ("Transformer Engine and Apex", "Apex is not installed", "torch.distributed is disabled",
+                    "argument order of load", "full scope is deprecated"):
+        warnings.filterwarnings("ignore", message=f".*{pattern}.*")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; returns the exit status."""
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch is imported: conversion is a CPU job
+    _quiet_library_warnings()
     from megatron_lwz.checkpoint.convert import HfToMcoreConfig, McoreToHfConfig, hf_to_mcore, mcore_to_hf
 
     try:

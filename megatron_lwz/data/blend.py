@@ -22,6 +22,7 @@ an uninterrupted run would have seen next.
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -111,12 +112,35 @@ def _check_sources(cfg: DataConfig, tokenizer: Tokenizer) -> None:
         if missing:
             raise ConfigError(f"data.sources[{i}].prefix: {src.prefix}{'/'.join(missing)} not found "
                               f"(source {src.name!r}); run `lwz preprocess --output-prefix {src.prefix}` first")
+        _check_split_sizes(cfg, i, src)
         summary = read_summary(src.prefix)
         used = (summary or {}).get("tokenizer", {}).get("sha256")
         if used and used != tokenizer.unique_identifiers["sha256"]:
             raise ConfigError(f"data.sources[{i}].prefix: {src.prefix} (source {src.name!r}) was tokenized with "
                               f"{summary['tokenizer'].get('path')!r}, not data.tokenizer {cfg.tokenizer.path!r} "
                               "(the tokenizer files differ); re-run preprocessing or fix data.tokenizer")
+
+
+def _num_sequences(prefix: str) -> int:
+    """Sequence (= document, for our preprocessing) count from the .idx header."""
+    with open(prefix + ".idx", "rb") as f:
+        header = f.read(34)  # magic (9) + version (8) + dtype code (1) + sequence count (8) + document count (8)
+    return struct.unpack("<Q", header[18:26])[0]
+
+
+def _check_split_sizes(cfg: DataConfig, i: int, src: SourceConfig) -> None:
+    """Every non-empty split must get >= 1 document of every source (megatron-core loops forever otherwise)."""
+    from megatron.core.datasets.blended_megatron_dataset_config import (
+        convert_split_vector_to_split_matrix, parse_and_normalize_split,
+    )
+
+    n = _num_sequences(src.prefix)
+    matrix = convert_split_vector_to_split_matrix(parse_and_normalize_split(",".join(map(str, cfg.split_shares))))
+    for name, bounds in zip(("train", "valid", "test"), matrix):
+        if bounds is not None and int(round(bounds[1] * n)) - int(round(bounds[0] * n)) < 1:
+            raise ConfigError(f"data.sources[{i}]: source {src.name!r} has {n} documents, so data.split "
+                              f"{cfg.split!r} leaves its {name} split empty; add documents or give {name} a "
+                              "larger share (or 0)")
 
 
 def gpt_dataset_config(cfg: DataConfig, tokenizer: Tokenizer) -> Any:

@@ -42,7 +42,7 @@ class Session:
         return self.trainer.ctx
 
     def save(self) -> Path:
-        from megatron_lwz.checkpoint.dist import save_checkpoint
+        from megatron_lwz.checkpoint.state import save_checkpoint
 
         return save_checkpoint(self.trainer, self.state, self.save_dir, config_dict=to_dict(self.cfg),
                                keep_last=self.ckpt.keep_last)
@@ -67,7 +67,7 @@ def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
                   post_build: Callable | None = None, arch=None) -> Session:
     """Validate → init parallel → run dir → trainer → resume/initial weights → logger + watcher."""
     from megatron_lwz import parallel
-    from megatron_lwz.checkpoint.dist import TrainState, load_checkpoint
+    from megatron_lwz.checkpoint.state import TrainState, load_checkpoint
     from megatron_lwz.checkpoint.signals import PreemptionWatcher
 
     arch = arch or resolve(cfg.model)
@@ -91,6 +91,6 @@ def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
     if ctx.is_rank0 and state.step:
         print(f"resumed from {source} at step {state.step}", flush=True)
     logger = MetricLogger(run_dir, cfg.logging, enabled=ctx.is_rank0, console_keys=console_keys)
-    watcher = PreemptionWatcher(ctx)
+    watcher = PreemptionWatcher(ctx, enabled=ckpt.save_on_signal).install()
     return Session(cfg=cfg, trainer=trainer, state=state, logger=logger, watcher=watcher, run_dir=run_dir,
                    ckpt=ckpt, save_dir=save_dir, timers={"start": time.time()})

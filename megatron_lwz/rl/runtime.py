@@ -31,7 +31,7 @@ class RLRuntime:
 
 
 def _load_weights(model: Trainer, path: str, what: str) -> None:
-    from megatron_lwz.checkpoint.dist import load_checkpoint
+    from megatron_lwz.checkpoint.state import load_checkpoint
 
     if load_checkpoint(model, Path(path), weights_only=True) is None:
         raise FileNotFoundError(f"{what}: no published checkpoint in {path}")

@@ -135,10 +135,21 @@ def train_minibatch(trainer, minibatch: TrainBatch, mbs: list[dict], cfg) -> tup
     return result, summarize_metrics(result.report)
 
 
+def engine_dtype(engine, rollout_cfg) -> torch.dtype:
+    """The dtype the engine computes in: its model's (HF engine, always fp32 on CPU) or the config's (vLLM).
+
+    Exporting in any other dtype would silently round the weights (bf16 export into an fp32 engine
+    shows up as a 1e-2 rollout-vs-trainer log-prob gap)."""
+    model = getattr(engine, "model", None)
+    if isinstance(model, torch.nn.Module):
+        return next(model.parameters()).dtype
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(rollout_cfg.dtype, torch.float32)
+
+
 def sync_weights(trainer, engine, rollout_cfg) -> dict[str, float]:
     """Push the trainer's weights into the rollout engine (every rank, in lockstep)."""
     start = time.perf_counter()
-    dtype = torch.bfloat16 if rollout_cfg.dtype in ("bfloat16", "bf16") else torch.float32
+    dtype = engine_dtype(engine, rollout_cfg)
     engine.wake()
     report = engine.update_weights(iter_hf_weights(trainer.unwrapped(), trainer.ctx, trainer.arch, dtype=dtype,
                                                    bucket_bytes=rollout_cfg.bucket_bytes))

@@ -6,26 +6,45 @@ rank to own every tensor; the HF engine on CPU just consumes it):
 
 1. the parameter list of every pipeline stage is exchanged once (names, shapes) over the PP group;
 2. stage by stage, parameters are grouped into buckets of ≤ ``bucket_bytes`` (in the engine dtype);
-3. for a bucket, the owning stage all-gathers each TP shard over its TP group and merges it
-   (``checkpoint.mapping.tp_merge``: fused QKV and [gate; up] aware), casts to the engine dtype and
-   packs the bucket into one flat buffer, which is broadcast over the PP group (one collective per
-   bucket instead of one per tensor);
-4. every rank unpacks and converts with ``checkpoint.mapping.megatron_to_hf`` (QKV split per query
-   group, gate/up split, vocab padding dropped, tied output layer skipped).
+3. a bucket's full tensors are assembled by one of two transports:
 
-The only knowledge of the HF layout is ``checkpoint.mapping``; this module adds the communication.
+   * **shared memory** (CPU, every model-parallel rank on one host — gloo's TCP loopback moves
+     ~0.3–1 GB/s where a memcpy moves ~4): the first rank of the TP×PP group creates one
+     ``/dev/shm`` file per bucket, every rank maps it (``torch.from_file(shared=True)``), the owning
+     stage's TP ranks write (and cast) their shards straight into their slots of the full layout,
+     one barrier, the file is unlinked, and every rank yields views of the mapping. One write of
+     ``1/TP`` of the bytes per rank, no gather, no PP broadcast, no merge copy;
+   * **collectives** (GPU, several hosts, or no room in /dev/shm): the owning stage all-gathers each
+     TP shard into one buffer (``all_gather_into_tensor``: for dim-0 shards other than SwiGLU fc1
+     the buffer *is* the full tensor, otherwise ``checkpoint.mapping.tp_merge``); with PP > 1 it
+     casts and packs the bucket into one flat buffer broadcast over the PP group (one collective per
+     bucket instead of one per tensor); with PP = 1 tensors are yielded one by one, unpacked;
+
+4. every rank converts with ``checkpoint.mapping.megatron_to_hf`` (QKV split per query group,
+   gate/up split, vocab padding dropped, tied output layer skipped).
+
+Yielded tensors are read-only: with TP = PP = 1 and the parameter dtype they are detached views of the
+trainer's parameters, with shared memory they are views of a mapping every rank of the group sees.
+Consumers copy them into the engine (as ``update_weights`` does) before the next optimizer step.
+``lwz bench export`` measures this against a plain memcpy of the same bytes.
+
+The only knowledge of the HF layout is ``checkpoint.mapping`` (plus the fc1 [gate_r; up_r] shard
+layout that ``mapping.tp_shard`` also encodes); this module adds the communication.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 import torch.distributed as dist
 
-from megatron_lwz.checkpoint.full_state import global_named_parameters, tp_gather
-from megatron_lwz.checkpoint.mapping import megatron_to_hf, partition_dim
+from megatron_lwz.checkpoint.full_state import global_named_parameters
+from megatron_lwz.checkpoint.mapping import canonical_name, megatron_to_hf, partition_dim, tp_merge
 from megatron_lwz.models.presets import ModelArch
 from megatron_lwz.parallel.state import ParallelContext
 
@@ -74,29 +93,132 @@ def _buckets(metas: list[_Meta], dtype: torch.dtype, bucket_bytes: int) -> Itera
         yield bucket
 
 
+_SHM_DIR = "/dev/shm"
+
+
+def _is_fc1(name: str) -> bool:
+    return canonical_name(name).endswith("mlp.linear_fc1.weight")  # TP shard = [gate_r; up_r]
+
+
+def _tp_gather(name: str, local: torch.Tensor, ctx: ParallelContext) -> torch.Tensor:
+    """Full tensor of a TP-sharded parameter: one ``all_gather_into_tensor`` into a dim-0 concatenation.
+
+    Replicated parameters come back as detached views (no copy). For dim-0 shards of everything but
+    SwiGLU fc1 the gathered buffer *is* the full tensor; the others go through ``tp_merge``.
+    """
+    local = local.detach()
+    dim = partition_dim(name)
+    if ctx.tp == 1 or dim is None:
+        return local
+    gathered = torch.empty((ctx.tp * local.shape[0], *local.shape[1:]), dtype=local.dtype,
+                           device=local.device)  # (tp·rows, ...): rank r's shard at rows [r·rows, (r+1)·rows)
+    dist.all_gather_into_tensor(gathered, local.contiguous(), group=ctx.tp_group)
+    if dim == 0 and not _is_fc1(name):
+        return gathered
+    return tp_merge(name, list(gathered.chunk(ctx.tp, dim=0)))
+
+
+def _write_shard(name: str, full: torch.Tensor, local: torch.Tensor, ctx: ParallelContext) -> None:
+    """Copy (and cast) this TP rank's shard into its slot of the full tensor ``full`` (inverse of tp_shard)."""
+    local = local.detach()
+    dim = partition_dim(name)
+    if ctx.tp == 1 or dim is None:
+        if ctx.tp_rank == 0:  # replicated: one writer
+            full.copy_(local)
+        return
+    if _is_fc1(name):
+        for half, shard in zip(full.chunk(2, dim=0), local.chunk(2, dim=0)):
+            half.chunk(ctx.tp, dim=0)[ctx.tp_rank].copy_(shard)
+        return
+    full.chunk(ctx.tp, dim=dim)[ctx.tp_rank].copy_(local)
+
+
+def _use_shm(ctx: ParallelContext, shm: bool | None) -> bool:
+    """Shared-memory transport? Auto: CPU tensors, TP×PP > 1, one host, /dev/shm present."""
+    if shm is False or ctx.tp * ctx.pp == 1:
+        return False
+    hosts: list = [None] * (ctx.tp * ctx.pp)
+    dist.all_gather_object(hosts, (socket.gethostname(), os.path.isdir(_SHM_DIR)), group=ctx.mp_group)
+    possible = ctx.device.type == "cpu" and len(set(hosts)) == 1 and hosts[0][1]
+    if shm and not possible:
+        raise ValueError(f"export: shm=True needs CPU tensors, every TP×PP rank on one host and {_SHM_DIR} "
+                         f"(device {ctx.device}, hosts {sorted({h for h, _ in hosts})}); pass shm=None")
+    return possible
+
+
+def _shm_bucket(bucket: list[_Meta], stage: int, local: dict[str, torch.Tensor], ctx: ParallelContext,
+                dtype: torch.dtype) -> torch.Tensor | None:
+    """The bucket as one flat tensor mapped from a /dev/shm file; None if /dev/shm has no room."""
+    numel = sum(int(torch.Size(m.full_shape).numel()) for m in bucket)
+    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    creator = dist.get_global_rank(ctx.mp_group, 0)
+    holder: list = [None]
+    if ctx.rank == creator:
+        stat = os.statvfs(_SHM_DIR)
+        if stat.f_bavail * stat.f_frsize >= 2 * nbytes:  # room for this bucket and one still held
+            holder[0] = os.path.join(_SHM_DIR, f"lwz_export_{os.getpid()}_{uuid.uuid4().hex}")
+            with open(holder[0], "wb") as fh:
+                fh.truncate(nbytes)
+    dist.broadcast_object_list(holder, src=creator, group=ctx.mp_group)
+    if holder[0] is None:
+        return None
+    try:
+        flat = torch.from_file(holder[0], shared=True, size=numel, dtype=dtype)
+        if stage == ctx.pp_rank:
+            offset = 0
+            for meta in bucket:
+                n = int(torch.Size(meta.full_shape).numel())
+                _write_shard(meta.name, flat[offset:offset + n].view(meta.full_shape), local[meta.name], ctx)
+                offset += n
+        dist.barrier(group=ctx.mp_group)  # every rank has mapped the file and written its shards
+    finally:
+        if ctx.rank == creator:
+            os.unlink(holder[0])  # the mappings stay valid until their tensors are freed
+    return flat
+
+
+def _collective_bucket(bucket: list[_Meta], stage: int, local: dict[str, torch.Tensor], ctx: ParallelContext,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """The bucket as one flat tensor: gathered, cast and packed by its stage, broadcast over PP."""
+    numels = [int(torch.Size(m.full_shape).numel()) for m in bucket]
+    flat = torch.empty(sum(numels), dtype=dtype, device=ctx.device)
+    if stage == ctx.pp_rank:
+        for meta, part in zip(bucket, flat.split(numels)):
+            shard = local[meta.name].to(dtype) if ctx.tp > 1 else local[meta.name]  # cast before the gather
+            part.view(meta.full_shape).copy_(_tp_gather(meta.name, shard, ctx))  # casts inside copy_ at TP = 1
+    if ctx.pp > 1:
+        dist.broadcast(flat, src=dist.get_global_rank(ctx.pp_group, stage), group=ctx.pp_group)
+    return flat
+
+
 @torch.no_grad()
 def iter_megatron_full(chunks: list, ctx: ParallelContext, *, tied: bool, dtype: torch.dtype,
-                       bucket_bytes: int = 512 * 2**20) -> Iterator[tuple[str, torch.Tensor]]:
-    """(global megatron name, full tensor in ``dtype``) for every parameter, on every rank."""
+                       bucket_bytes: int = 512 * 2**20, shm: bool | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """(global megatron name, full tensor in ``dtype``) for every parameter, on every rank.
+
+    ``bucket_bytes`` bounds one shared-memory file or PP broadcast (unused by the per-tensor path).
+    ``shm``: None = shared memory when possible, False = collectives only, True = require it.
+    """
     local, stages = _stage_params(chunks, ctx, tied)
-    device = ctx.device
+    use_shm = _use_shm(ctx, shm)
+    if ctx.pp == 1 and not use_shm:  # nothing to broadcast: per tensor, no packing
+        for meta in stages[0]:
+            yield meta.name, _tp_gather(meta.name, local[meta.name].to(dtype), ctx)
+        return
     for stage, metas in enumerate(stages):
         for bucket in _buckets(metas, dtype, bucket_bytes):
+            flat = _shm_bucket(bucket, stage, local, ctx, dtype) if use_shm else None
+            if flat is None:
+                flat = _collective_bucket(bucket, stage, local, ctx, dtype)
             numels = [int(torch.Size(m.full_shape).numel()) for m in bucket]
-            if stage == ctx.pp_rank:
-                flat = torch.cat([tp_gather(m.name, local[m.name], ctx).to(dtype).reshape(-1) for m in bucket])
-            else:
-                flat = torch.empty(sum(numels), dtype=dtype, device=device)
-            if ctx.pp > 1:
-                dist.broadcast(flat, src=dist.get_global_rank(ctx.pp_group, stage), group=ctx.pp_group)
             for meta, part in zip(bucket, flat.split(numels)):
                 yield meta.name, part.view(meta.full_shape)
 
 
 def iter_hf_weights(chunks: list, ctx: ParallelContext, arch: ModelArch, *, dtype: torch.dtype = torch.float32,
-                    bucket_bytes: int = 512 * 2**20) -> Iterator[tuple[str, torch.Tensor]]:
+                    bucket_bytes: int = 512 * 2**20, shm: bool | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """(HF Qwen2 name, full tensor) for the whole model, on every rank; see the module docstring."""
     for name, full in iter_megatron_full(chunks, ctx, tied=arch.tie_word_embeddings, dtype=dtype,
-                                         bucket_bytes=bucket_bytes):
+                                         bucket_bytes=bucket_bytes, shm=shm):
         yield from megatron_to_hf(name, full, arch)
 

@@ -54,6 +54,8 @@ def hf_model(arch, state) -> torch.nn.Module:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     model = Qwen2ForCausalLM(Qwen2Config(**arch.to_hf_config(), torch_dtype="float32")).eval()
+    if arch.tie_word_embeddings:  # like HF checkpoints, the export omits the tied lm_head; HF's
+        state = {**state, "lm_head.weight": state["model.embed_tokens.weight"]}  # state_dict lists it
     model.load_state_dict(state, strict=True)
     return model
 

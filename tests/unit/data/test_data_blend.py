@@ -151,6 +151,8 @@ def test_config_errors(tmp_path, synthetic_sources, sp_tokenizer_dir):
         _cfg(synthetic_sources[:2], sp_tokenizer_dir, tmp_path, weights=[1.0, 0.0])
     with pytest.raises(ConfigError, match="data.split"):
         _cfg(synthetic_sources, sp_tokenizer_dir, tmp_path, split="0,1,1")
+    with pytest.raises(ConfigError, match=r"source 's0' has 150 documents, so data.split '99.9,0.1' leaves its valid"):
+        build_datasets(_cfg(synthetic_sources, sp_tokenizer_dir, tmp_path, split="99.9,0.1"), 10, 1)
     cfg = _cfg([synthetic_sources[0], str(tmp_path / "nope")], sp_tokenizer_dir, tmp_path, weights=[1.0, 1.0])
     with pytest.raises(ConfigError, match=r"sources\[1\]\.prefix: .*nope\.bin/\.idx not found \(source 's1'\)"):
         build_datasets(cfg, 10, 1)

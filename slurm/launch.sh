@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Launch a megatron_lwz job inside a SLURM allocation: one process per GPU on every node.
+#
+#   slurm/launch.sh JOB CONFIG [dotted.key=value ...]     # from an sbatch script (see *.sbatch)
+#   slurm/launch.sh --print-config JOB CONFIG [...]        # dry run: resolved recipe, no GPU, no SLURM
+#   slurm/launch.sh --check JOB CONFIG [...]               # dry run + layout/batch rules for the allocation
+#   JOB: pretrain | train-rm | grpo
+#
+# LWZ_LAUNCHER=srun (default): srun starts nodes × LWZ_GPUS_PER_NODE tasks, each running
+#     python -m megatron_lwz.cli.main JOB --config CONFIG ...
+#   megatron_lwz reads SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID (rank, world size, GPU index) and
+#   takes MASTER_ADDR from the first host of SLURM_STEP_NODELIST (port 20000 + job id mod 20000), so
+#   no torchrun is involved. Every task must see all GPUs of its node (it selects cuda:SLURM_LOCALID):
+#   do not add --gpus-per-task or --gpu-bind=single.
+# LWZ_LAUNCHER=torchrun: one task per node runs torchrun --nproc-per-node LWZ_GPUS_PER_NODE with a
+#   c10d rendezvous on the first node (for sites where srun cannot start one task per GPU).
+#
+# Preemption / requeue. The sbatch scripts request --signal=B:USR1@LEAD: SLURM signals this shell LEAD
+# seconds before the time limit, and it forwards the request to the trainer processes only (each
+# task's wrapper polls a stop file on shared storage and sends SIGUSR1 to its trainer). A signal sent
+# by SLURM to the whole job step would also hit vLLM's engine processes and the reward workers, which
+# GRPO still needs to reach its next step boundary. The trainers save at that boundary and exit with
+# checkpoint.exit_code_on_signal = LWZ_REQUEUE_EXIT_CODE (default 124, appended as an override); on
+# that code this script runs `scontrol requeue`, and the requeued job resumes from the `latest`
+# checkpoint of checkpoint.save_dir. torchrun reports a worker's 124 as 1, so under torchrun any
+# failure after a stop request counts as a preemption. At most LWZ_MAX_REQUEUES requeues per job.
+set -euo pipefail
+
+LWZ_SLURM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=env.sh
+source "$LWZ_SLURM_DIR/env.sh"
+
+LWZ_LAUNCHER=${LWZ_LAUNCHER:-srun}
+LWZ_GPUS_PER_NODE=${LWZ_GPUS_PER_NODE:-8}
+LWZ_REQUEUE_EXIT_CODE=${LWZ_REQUEUE_EXIT_CODE:-124}
+LWZ_MAX_REQUEUES=${LWZ_MAX_REQUEUES:-20}
+LWZ_POLL_SECONDS=${LWZ_POLL_SECONDS:-5}
+
+log() { echo "[launch.sh $(date '+%F %T')] $*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+usage() {
+  sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# ---- inside one task: run the command, turn the stop file into SIGUSR1 for the trainer(s) ----------
+signal_trainers() {
+  local pid=$1
+  if [[ $LWZ_LAUNCHER == torchrun ]]; then
+    pkill -USR1 -P "$pid" || true   # the workers are the agent's children; the agent itself is left alone
+  else
+    kill -USR1 "$pid" 2>/dev/null || true
+  fi
+}
+
+run_task() {
+  local pid sent=0 rc=0
+  "$@" &
+  pid=$!
+  trap 'kill -TERM "$pid" 2>/dev/null || true' TERM INT
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( ! sent )) && [[ -n ${LWZ_STOP_FILE:-} && -e $LWZ_STOP_FILE ]]; then
+      signal_trainers "$pid"
+      sent=1
+    fi
+    sleep "$LWZ_POLL_SECONDS"
+  done
+  wait "$pid" || rc=$?
+  return "$rc"
+}
+
+# ---- in the batch shell --------------------------------------------------------------------------
+stop_requested=0
+trapped=0
+
+on_usr1() {
+  trapped=1
+  stop_requested=1
+  log "SIGUSR1: the allocation ends soon; asking the trainers to checkpoint at the next step boundary"
+  : > "$LWZ_STOP_FILE"
+}
+
+on_term() {
+  trapped=1
+  log "SIGTERM (preemption, scancel or time limit): the trainers received it too; waiting for them"
+}
+
+# Wait for a background pid; `wait` returns early (status > 128) when a trapped signal arrives.
+wait_child() {
+  local pid=$1
+  while :; do
+    trapped=0
+    child_rc=0
+    wait "$pid" || child_rc=$?
+    if (( trapped && child_rc > 128 )); then continue; fi
+    return 0
+  done
+}
+
+requeue_or_exit() {
+  local rc=$1 restarts=${SLURM_RESTART_COUNT:-0}
+  local preempted=0
+  if (( rc == LWZ_REQUEUE_EXIT_CODE )); then preempted=1; fi
+  if [[ $LWZ_LAUNCHER == torchrun ]] && (( stop_requested && rc != 0 )); then preempted=1; fi
+  if (( ! preempted )); then
+    log "job step finished with exit code $rc"
+    exit "$rc"
+  fi
+  if (( restarts >= LWZ_MAX_REQUEUES )); then
+    log "checkpoint saved, but the job was already requeued $restarts times (LWZ_MAX_REQUEUES); not requeueing"
+    exit "$rc"
+  fi
+  log "checkpoint saved after a stop request (exit $rc): requeueing job $SLURM_JOB_ID (restart $((restarts + 1)))"
+  if ! scontrol requeue "$SLURM_JOB_ID"; then
+    log "scontrol requeue failed (already requeued by SLURM's preemption?); resubmit to resume"
+    exit "$rc"
+  fi
+  exit 0
+}
+
+build_command() {  # fills the global array `cmd`
+  local nodes=$1; shift
+  local cpus=()
+  case $LWZ_LAUNCHER in
+    srun)
+      [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cpus=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
+      cmd=(srun --nodes="$nodes" --ntasks-per-node="$LWZ_GPUS_PER_NODE" "${cpus[@]}" --kill-on-bad-exit=1
+           --export=ALL bash "$LWZ_SLURM_DIR/launch.sh" --task "$LWZ_PYTHON" "$@") ;;
+    torchrun)
+      [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cpus=(--cpus-per-task="$((SLURM_CPUS_PER_TASK * LWZ_GPUS_PER_NODE))")
+      local master port
+      master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+      port=$((20000 + SLURM_JOB_ID % 20000))
+      cmd=(srun --nodes="$nodes" --ntasks-per-node=1 "${cpus[@]}" --kill-on-bad-exit=1 --export=ALL
+           bash "$LWZ_SLURM_DIR/launch.sh" --task "$LWZ_PYTHON" -m torch.distributed.run
+           --nnodes="$nodes" --nproc-per-node="$LWZ_GPUS_PER_NODE" --rdzv-backend=c10d
+           --rdzv-endpoint="$master:$port" --rdzv-id="$SLURM_JOB_ID" --max-restarts=0 "$@") ;;
+    *) die "LWZ_LAUNCHER=$LWZ_LAUNCHER: use srun or torchrun" ;;
+  esac
+}
+
+launch() {
+  local job=$1 config=$2; shift 2
+  [[ -n ${SLURM_JOB_ID:-} ]] || die "not inside a SLURM allocation (sbatch/salloc); for a dry run use --print-config or --check"
+  local nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}
+  mkdir -p "$LWZ_STATE_DIR"
+  export LWZ_LAUNCHER LWZ_POLL_SECONDS
+  export LWZ_STOP_FILE="$LWZ_STATE_DIR/stop.$SLURM_JOB_ID.${SLURM_RESTART_COUNT:-0}"
+  rm -f "$LWZ_STOP_FILE"
+  build_command "$nodes" -m megatron_lwz.cli.main "$job" --config "$config" "$@" \
+    "checkpoint.exit_code_on_signal=$LWZ_REQUEUE_EXIT_CODE"
+  log "job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0}: $nodes nodes × $LWZ_GPUS_PER_NODE GPUs, $LWZ_LAUNCHER"
+  log "${cmd[*]}"
+  trap on_usr1 USR1
+  trap on_term TERM
+  "${cmd[@]}" &
+  wait_child $!
+  rm -f "$LWZ_STOP_FILE"
+  requeue_or_exit "$child_rc"
+}
+
+main() {
+  [[ $# -ge 1 ]] || usage
+  case $1 in
+    --task) shift; run_task "$@" ;;
+    --print-config)
+      [[ $# -ge 3 ]] || usage
+      exec "$LWZ_PYTHON" -m megatron_lwz.cli.main "$2" --config "$3" --print-config "${@:4}" ;;
+    --check)
+      [[ $# -ge 3 ]] || usage
+      local nodes=${LWZ_NODES:-${SLURM_JOB_NUM_NODES:-8}}
+      exec "$LWZ_PYTHON" "$LWZ_SLURM_DIR/check_recipe.py" "$2" "$3" "$((nodes * LWZ_GPUS_PER_NODE))" "${@:4}" ;;
+    -h|--help) usage ;;
+    -*) die "unknown option $1" ;;
+    *)
+      [[ $# -ge 2 ]] || usage
+      case $1 in pretrain|train-rm|grpo) ;; *) die "JOB must be pretrain, train-rm or grpo, got '$1'" ;; esac
+      [[ -f $2 ]] || die "config file not found: $2"
+      launch "$@" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,101 @@
+"""Worker (4 ranks, TP=2 × PP=2): parallel hf-to-mcore, load converted checkpoints, logits, mcore-to-hf.
+
+1. ``hf_to_mcore`` of ``--hf-untied`` as a TP×PP launch (each rank fills and saves its shard).
+2. For the tied (converted beforehand by the CLI) and untied checkpoints: build a TP2×PP2
+   trainer, ``load_checkpoint(weights_only=True)``, and run the probe tokens through the pipeline;
+   the last stage (TP rank 0) writes the TP-gathered logits to ``--logits-dir/<name>.pt``.
+3. Rank 0 converts both checkpoints back with ``mcore_to_hf --verify`` into ``--hf-back-dir/<name>``,
+   and the untied one once more in bf16 (``untied_bf16``).
+4. The bf16 HF model goes through a parallel hf-to-mcore again (a bf16 dist checkpoint), is loaded
+   into the fp32 TP2×PP2 model, and its logits are written as ``untied_bf16.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from megatron_lwz import parallel
+from megatron_lwz.checkpoint.convert import HfToMcoreConfig, McoreToHfConfig, hf_to_mcore, mcore_to_hf
+from megatron_lwz.checkpoint.state import load_checkpoint
+from megatron_lwz.config.schema import ModelConfig, OptimConfig, ParallelConfig, PrecisionConfig, SchedulerConfig
+from megatron_lwz.engine.step import forward_only
+from megatron_lwz.engine.trainer import build_trainer
+
+LAYOUT = ParallelConfig(tensor_parallel=2, pipeline_parallel=2, distributed_optimizer=True)
+
+
+def logits_of(ckpt: Path, tied: bool, tokens: torch.Tensor) -> torch.Tensor | None:
+    """TP-gathered logits (B, T, padded V) on the last stage, None elsewhere."""
+    ctx = parallel.init_model_parallel(LAYOUT)
+    trainer = build_trainer(model=ModelConfig(preset="tiny-gqa3", tie_word_embeddings=tied), parallel=LAYOUT,
+                            precision=PrecisionConfig(dtype="fp32"), optim=OptimConfig(lr=1e-3),
+                            scheduler=SchedulerConfig(), total_steps=1, ctx=ctx)
+    state = load_checkpoint(trainer, ckpt, weights_only=True)
+    assert state is not None and state.step == 0, state
+    batch = {"tokens": tokens, "position_ids": torch.arange(tokens.shape[1]).expand_as(tokens)}
+
+    def forward_fn(model, b):
+        return model(b["tokens"], b["position_ids"], None)
+
+    def collect(b, logits):  # logits: (B, T, V/TP) vocab-parallel
+        parts = [torch.empty_like(logits) for _ in range(ctx.tp)]
+        dist.all_gather(parts, logits.contiguous(), group=ctx.tp_group)
+        return torch.cat(parts, dim=-1)
+
+    out = forward_only(trainer, [batch], forward_fn, collect, tokens.shape[1], tokens.shape[0])
+    mine = out[0] if (out and ctx.tp_rank == 0) else None
+    parallel.destroy_model_parallel()
+    return mine
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hf-untied", required=True)
+    ap.add_argument("--mc-untied", required=True)
+    ap.add_argument("--mc-tied", required=True)
+    ap.add_argument("--tokens", required=True)
+    ap.add_argument("--logits-dir", required=True)
+    ap.add_argument("--hf-back-dir", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    parallel.init(LAYOUT)
+    parallel.destroy_model_parallel()
+    times = {}
+    start = time.perf_counter()
+    hf_to_mcore(HfToMcoreConfig(hf_dir=args.hf_untied, out_dir=args.mc_untied, tp=2, pp=2, progress=False))
+    times["hf_to_mcore_tp2pp2_parallel_s"] = time.perf_counter() - start
+    tokens = torch.load(args.tokens)
+    for name, ckpt in (("tied", args.mc_tied), ("untied", args.mc_untied)):
+        logits = logits_of(Path(ckpt), name == "tied", tokens)
+        if logits is not None:
+            torch.save(logits, Path(args.logits_dir) / f"{name}.pt")
+    dist.barrier()
+    back = Path(args.hf_back_dir)
+    if dist.get_rank() == 0:
+        for name, ckpt, dtype in (("tied", args.mc_tied, "auto"), ("untied", args.mc_untied, "auto"),
+                                  ("untied_bf16", args.mc_untied, "bf16")):
+            start = time.perf_counter()
+            mcore_to_hf(McoreToHfConfig(ckpt=ckpt, out_dir=str(back / name), dtype=dtype, max_shard_size="100KB",
+                                        verify=True, progress=False))
+            times[f"mcore_to_hf_{name}_s"] = time.perf_counter() - start
+    dist.barrier()
+    mc_bf16 = Path(args.mc_untied).with_name("mc_untied_bf16")
+    hf_to_mcore(HfToMcoreConfig(hf_dir=str(back / "untied_bf16"), out_dir=str(mc_bf16), tp=2, pp=2, verify=True,
+                                progress=False))
+    logits = logits_of(mc_bf16, False, tokens)
+    if logits is not None:
+        torch.save(logits, Path(args.logits_dir) / "untied_bf16.pt")
+    if dist.get_rank() == 0:
+        Path(args.out).write_text(json.dumps(times))
+    dist.barrier()
+    parallel.shutdown()
+
+
+if __name__ == "__main__":
+    main()
