@@ -151,12 +151,33 @@ def fill_chunk(chunk, reader: HFReader, arch: ModelArch, padded_vocab: int, ctx,
         raise CheckpointError(f"parameters not filled from the HF checkpoint: {sorted(set(params) - filled)}")
 
 
+_PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def _build_filled_model(cfg: HfToMcoreConfig, arch: ModelArch, pcfg, ctx, split: bool):
+    """This rank's GPTModel shard, filled from the HF files; returns (BuiltModel, dtype)."""
+    from megatron_lwz.config.schema import ModelConfig, PrecisionConfig
+    from megatron_lwz.models.gpt import build_model
+
+    hf_dir = Path(cfg.hf_dir)
+    with HFReader(hf_dir) as reader:
+        _check_hf_names(reader, arch)
+        dtype = _resolve_dtype(cfg.dtype, hf_dir, reader)
+        # One process builds TP=1 but pads the vocab for the target TP (the stored shapes match).
+        divisible = cfg.make_vocab_size_divisible_by * (1 if split else cfg.tp)
+        model_cfg = ModelConfig(hf_config=str(hf_dir), make_vocab_size_divisible_by=divisible, layer_spec="local")
+        built = build_model(model_cfg, pcfg, PrecisionConfig(dtype=_PRECISION[dtype]), ctx, arch=arch)
+        for chunk in built.chunks:
+            fill_chunk(chunk, reader, arch, built.padded_vocab_size, ctx, cfg.progress and ctx.is_rank0)
+    return built, dtype
+
+
 def hf_to_mcore(cfg: HfToMcoreConfig) -> Path:
     """Convert; collective under torchrun (world = TP×PP), else one process. Returns ``out/release``."""
     from megatron_lwz import parallel
+    from megatron_lwz.checkpoint.dist import save_sharded
     from megatron_lwz.checkpoint.state import staged_save
-    from megatron_lwz.config.schema import ModelConfig, ParallelConfig, PrecisionConfig
-    from megatron_lwz.models.gpt import build_model
+    from megatron_lwz.config.schema import ParallelConfig
 
     hf_dir, out = Path(cfg.hf_dir), Path(cfg.out_dir)
     arch = arch_from_hf_config(hf_dir)
@@ -173,24 +194,13 @@ def hf_to_mcore(cfg: HfToMcoreConfig) -> Path:
     owns_group = not torch.distributed.is_initialized()  # else: the caller's launch; leave it up
     ctx = parallel.init(pcfg) if owns_group else parallel.init_model_parallel(pcfg)
     try:
-        with HFReader(hf_dir) as reader:
-            if ctx.is_rank0:
-                _check_hf_names(reader, arch)
-            dtype = _resolve_dtype(cfg.dtype, hf_dir, reader)
-            divisible = cfg.make_vocab_size_divisible_by * (1 if split else cfg.tp)
-            model_cfg = ModelConfig(hf_config=str(hf_dir), make_vocab_size_divisible_by=divisible, layer_spec="local")
-            precision = PrecisionConfig(dtype={torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype])
-            built = build_model(model_cfg, pcfg, precision, ctx, arch=arch)
-            for chunk in built.chunks:
-                fill_chunk(chunk, reader, arch, built.padded_vocab_size, ctx, cfg.progress and ctx.is_rank0)
+        built, dtype = _build_filled_model(cfg, arch, pcfg, ctx, split)
         meta = CheckpointMeta(kind="weights", arch=asdict(arch), padded_vocab_size=built.padded_vocab_size,
                               dtype=dtype_name(dtype), hf_assets=True,
                               layout={"tp": cfg.tp, "pp": cfg.pp, "dp": 1, "cp": 1, "vpp": None,
                                       "world_size": cfg.tp * cfg.pp})
 
         def save_fn(tmp: Path) -> None:
-            from megatron_lwz.checkpoint.dist import save_sharded
-
             sd = model_sharded_state_dict(built.chunks)
             sd.update(iteration=0, checkpoint_version=CHECKPOINT_VERSION)
             save_sharded(sd, tmp)
@@ -200,7 +210,7 @@ def hf_to_mcore(cfg: HfToMcoreConfig) -> Path:
             layout.write_meta(tmp, meta)
 
         final = staged_save(out, layout.RELEASE, layout.RELEASE, save_fn, finish_fn)
-        del built
+        del built  # free the model before verification re-reads everything
         if cfg.verify and ctx.is_rank0:
             report_verification(compare_hf_mcore(hf_dir, final, arch, progress=cfg.progress), hf_dir, final)
         ctx.barrier()

@@ -16,6 +16,7 @@ atomic publish protocol, ``rng`` for when RNG states are restored).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,13 +134,28 @@ def staged_save(root: Path, name: str, marker_value: str, save_fn, finish_fn, ke
     _barrier()
     save_fn(tmp)
     _barrier()
+    error = None
     if _rank() == 0:
-        finish_fn(tmp)
-        layout.publish(tmp, final, marker_value)
-        for old in layout.prune(root, keep_last, protect=final):
-            log.info("deleted old checkpoint %s (keep_last=%d)", old, keep_last)
-    _barrier()
+        try:
+            finish_fn(tmp)
+            layout.publish(tmp, final, marker_value)
+            for old in layout.prune(root, keep_last, protect=final):
+                log.info("deleted old checkpoint %s (keep_last=%d)", old, keep_last)
+        except Exception as err:  # every rank must learn of it, or the others wait forever
+            error = f"{type(err).__name__}: {err}"
+    error = _from_rank0(error)
+    if error is not None:
+        raise CheckpointError(f"saving {final} failed on rank 0: {error}")
     return final
+
+
+def _from_rank0(value):
+    """``value`` of rank 0 on every rank (also a barrier)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def save_checkpoint(trainer, state: TrainState, save_dir: str | Path, *, config_dict: dict, keep_last: int,
@@ -151,6 +167,13 @@ def save_checkpoint(trainer, state: TrainState, save_dir: str | Path, *, config_
     keeps all). ``hf_assets``: a directory whose HF config / tokenizer files are stored under
     ``hf/`` (so ``mcore-to-hf`` can restore them). Returns the published directory.
     """
+    try:  # checked on every rank before any collective work (the state is the same everywhere)
+        json.dumps({"data_state": state.data_state, "extra": state.extra})
+        yaml.safe_dump(config_dict)
+    except (TypeError, yaml.YAMLError) as err:
+        raise CheckpointError(f"TrainState.data_state / extra must be JSON-serialisable and config_dict "
+                              f"plain YAML data: {err}") from None
+
     def save_fn(tmp: Path) -> None:
         sd = _full_sharded_state_dict(trainer, is_loading=False, with_optimizer=True)
         sd["opt_param_scheduler"] = trainer.scheduler.state_dict()

@@ -61,8 +61,11 @@ def validate_precision(model: ModelConfig, parallel: ParallelConfig, precision: 
         raise ConfigError("precision.fp8 needs model.layer_spec=te or auto (FP8 GEMMs are TE modules)")
     if model.layer_spec == "te" and not (cuda and te):
         raise ConfigError("model.layer_spec=te needs CUDA and transformer-engine; use 'auto' or 'local'")
-    if parallel.context_parallel > 1 and not (cuda and te):
-        raise ConfigError("parallel.context_parallel>1 needs the TE attention (CUDA + transformer-engine)")
+    if parallel.context_parallel > 1:
+        # The loops do not yet slice sequences over CP ranks (megatron expects the caller to);
+        # accepting CP>1 would silently train on duplicated data.
+        raise ConfigError("parallel.context_parallel>1 is not supported yet (the data path does not split "
+                          "sequences over CP ranks); use TP/PP with activation recompute for long sequences")
     if parallel.sequence_parallel and not (cuda and te and model.layer_spec != "local"):
         raise ConfigError("parallel.sequence_parallel needs the TE layer spec (CUDA + transformer-engine): "
                           "megatron's local torch RMSNorm does not support it")

@@ -60,6 +60,7 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
         prompts = prompt_batch(rt.prompts, cfg.prompts.shuffle_seed, state.consumed_samples, rl.prompts_per_step)
         with timed(times, "rollout"):
             groups = rollout(rt.engine, rt.engine_kind, prompts, cfg, state.step, ctx)
+        rt.engine.sleep()  # vLLM frees weights + KV cache for scoring and training (HF engine: no-op)
         with timed(times, "reward"):
             metrics = rt.scorer.score(groups)
         batch = build_train_batch(groups, advantages_for_groups(groups, cfg.reward), rl.batching,
@@ -68,10 +69,10 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
         plans = [plan_minibatch(mb, cfg, ctx) for mb in minibatches]
         with timed(times, "old_logprobs"):
             metrics.update(set_old_logprobs(policy, plans, cfg, rt.reference))
-        gap = metrics.get("rollout/logprob_gap_max", 0.0)
+        gap = metrics.get("rollout/logprob_gap_mean", 0.0)
         if cfg.rollout.should_verify(state.step) and gap > cfg.rollout.verify_threshold:
-            raise WeightSyncMismatch(f"step {state.step}: rollout vs trainer log-prob gap {gap:.3g} > "
-                                     f"rollout.verify_threshold={cfg.rollout.verify_threshold}")
+            raise WeightSyncMismatch(f"step {state.step}: mean |rollout − trainer| log-prob gap {gap:.3g} > "
+                                     f"rollout.verify_threshold={cfg.rollout.verify_threshold} (wrong weights?)")
         with timed(times, "train"):
             for minibatch, plan in zip(minibatches, plans):
                 result, loss_metrics = train_minibatch(policy, minibatch, plan, cfg)

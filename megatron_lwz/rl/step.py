@@ -52,25 +52,53 @@ def rollout(engine, engine_kind: str, prompts: list[PromptRecord], cfg, step: in
     return [g for part in parts for g in part]
 
 
+def _fit_columns(t: torch.Tensor, width: int, fill: int | float) -> torch.Tensor:
+    """(B, T) → (B, width): truncate, or right-pad with ``fill``."""
+    if t.shape[1] >= width:
+        return t[:, :width]
+    return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), fill)], dim=1)
+
+
 def _microbatch(batch: TrainBatch, rows: list[int], length: int | None) -> dict[str, torch.Tensor]:
-    """Columns trimmed to the longest row (or ``length`` when every micro-batch needs one shape)."""
+    """Columns trimmed to the longest row (or fitted to ``length`` when every micro-batch needs one shape)."""
     sub = batch.select(rows)
     width = length or int(sub.lengths.max())
-    out = {"tokens": sub.tokens[:, :width], "labels": sub.labels[:, :width], "loss_mask": sub.loss_mask[:, :width],
-           "position_ids": sub.position_ids[:, :width], "advantages": sub.advantages}
+    pad = batch.pad_token_id
+    out = {"tokens": _fit_columns(sub.tokens, width, pad), "labels": _fit_columns(sub.labels, width, pad),
+           "loss_mask": _fit_columns(sub.loss_mask, width, 0), "position_ids": torch.arange(width).expand(len(rows), width),
+           "advantages": sub.advantages}
     for key in ("rollout_logprobs", "old_logprobs", "ref_logprobs"):
         value = getattr(sub, key)
         if value is not None:
-            out[key] = value[:, :width]
+            out[key] = _fit_columns(value, width, 0.0)
+    return out
+
+
+def _pad_rows(mb: dict[str, torch.Tensor], rows: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Append empty rows (pad tokens, loss_mask 0, advantage 0): they add nothing to loss or grads."""
+    extra = rows - len(mb["tokens"])
+    if extra <= 0:
+        return mb
+    out = {}
+    for key, value in mb.items():
+        fill = pad_id if key in ("tokens", "labels") else 0
+        out[key] = torch.cat([value, value.new_full((extra, *value.shape[1:]), fill)])
+    out["position_ids"] = mb["position_ids"][:1].expand(rows, -1)
     return out
 
 
 def plan_minibatch(batch: TrainBatch, cfg, ctx) -> list[dict[str, torch.Tensor]]:
-    """This DP rank's micro-batches of one mini-batch (token-budget packing, balanced over DP)."""
+    """This DP rank's micro-batches of one mini-batch (token-budget packing, balanced over DP).
+
+    With PP > 1 the pipeline's p2p buffers need one (B, T) for every micro-batch, so micro-batches
+    are padded to the longest row and to the largest row count of this rank's plan.
+    """
     lengths = [int(x) for x in batch.lengths]
-    plan = pack_microbatches(lengths, cfg.rl.batching.micro_token_budget, ctx.dp)
-    fixed = max(lengths) if ctx.pp > 1 else None  # pipeline p2p needs one shape per step
-    return [_microbatch(batch, rows, fixed) for rows in plan[ctx.dp_rank]]
+    plan = pack_microbatches(lengths, cfg.rl.batching.micro_token_budget, ctx.dp)[ctx.dp_rank]
+    if ctx.pp == 1:
+        return [_microbatch(batch, rows, None) for rows in plan]
+    width, most = max(lengths), max(len(rows) for rows in plan)
+    return [_pad_rows(_microbatch(batch, rows, width), most, batch.pad_token_id) for rows in plan]
 
 
 def forward_logits(model, mb: dict) -> torch.Tensor:

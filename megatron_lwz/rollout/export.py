@@ -146,35 +146,78 @@ def _use_shm(ctx: ParallelContext, shm: bool | None) -> bool:
     return possible
 
 
-def _shm_bucket(bucket: list[_Meta], stage: int, local: dict[str, torch.Tensor], ctx: ParallelContext,
-                dtype: torch.dtype) -> torch.Tensor | None:
-    """The bucket as one flat tensor mapped from a /dev/shm file; None if /dev/shm has no room."""
-    numel = sum(int(torch.Size(m.full_shape).numel()) for m in bucket)
-    nbytes = numel * torch.empty((), dtype=dtype).element_size()
-    creator = dist.get_global_rank(ctx.mp_group, 0)
-    holder: list = [None]
-    if ctx.rank == creator:
-        stat = os.statvfs(_SHM_DIR)
-        if stat.f_bavail * stat.f_frsize >= 2 * nbytes:  # room for this bucket and one still held
-            holder[0] = os.path.join(_SHM_DIR, f"lwz_export_{os.getpid()}_{uuid.uuid4().hex}")
-            with open(holder[0], "wb") as fh:
-                fh.truncate(nbytes)
-    dist.broadcast_object_list(holder, src=creator, group=ctx.mp_group)
-    if holder[0] is None:
-        return None
-    try:
-        flat = torch.from_file(holder[0], shared=True, size=numel, dtype=dtype)
-        if stage == ctx.pp_rank:
+class _ShmStaging:
+    """The /dev/shm files of one export call, shared by the TP×PP group (one per bucket in flight).
+
+    A file is unlinked as soon as every rank has opened it (each keeps a descriptor, so a crash leaks
+    nothing) and is reused for a later bucket only when no rank still references a tensor mapped from
+    it (``StorageWeakRef``, agreed on in the one all-reduce that ends every bucket): a consumer that
+    keeps every tensor gets fresh files, one that copies and drops them (``update_weights``) cycles
+    through three already-faulted files.
+    """
+
+    def __init__(self, ctx: ParallelContext):
+        self.ctx = ctx
+        self.creator = dist.get_global_rank(ctx.mp_group, 0)
+        self.files: list[list] = []  # [fd, nbytes, StorageWeakRef | None], same order on every rank
+        self.free: list[bool] = []  # per file: no rank references it (as of the last bucket's end)
+
+    def close(self) -> None:
+        for fd, _, _ in self.files:
+            os.close(fd)
+        self.files, self.free = [], []
+
+    def _create(self, nbytes: int) -> tuple[int, str] | None:
+        """A new file of ``nbytes`` opened on every rank (None if /dev/shm has no room): (index, path)."""
+        holder: list = [None]
+        if self.ctx.rank == self.creator:
+            stat = os.statvfs(_SHM_DIR)
+            if stat.f_bavail * stat.f_frsize >= 2 * nbytes:  # room for this bucket and one still held
+                holder[0] = os.path.join(_SHM_DIR, f"lwz_export_{os.getpid()}_{uuid.uuid4().hex}")
+                with open(holder[0], "wb") as fh:
+                    fh.truncate(nbytes)
+        dist.broadcast_object_list(holder, src=self.creator, group=self.ctx.mp_group)
+        if holder[0] is None:
+            return None
+        try:
+            self.files.append([os.open(holder[0], os.O_RDWR), nbytes, None])
+        except OSError:
+            if self.ctx.rank == self.creator:
+                os.unlink(holder[0])
+            raise
+        self.free.append(False)
+        return len(self.files) - 1, holder[0]
+
+    def _end_bucket(self, new_path: str | None) -> None:
+        """Barrier that also agrees on which files no rank references any more; unlinks a new file."""
+        mine = torch.tensor([ref is None or ref.expired() for _, _, ref in self.files], dtype=torch.uint8)
+        dist.all_reduce(mine, op=dist.ReduceOp.MIN, group=self.ctx.mp_group)  # also: every rank opened it
+        self.free = [bool(x) for x in mine.tolist()]
+        if new_path is not None and self.ctx.rank == self.creator:
+            os.unlink(new_path)  # the descriptors and mappings keep the memory alive
+
+    def bucket(self, bucket: list[_Meta], stage: int, local: dict[str, torch.Tensor],
+               dtype: torch.dtype) -> torch.Tensor | None:
+        """The bucket as one flat tensor mapped from a shared file, shards written by their stage."""
+        from torch.multiprocessing.reductions import StorageWeakRef
+
+        numel = sum(int(torch.Size(m.full_shape).numel()) for m in bucket)
+        nbytes = numel * torch.empty((), dtype=dtype).element_size()
+        reuse = [i for i, (free, f) in enumerate(zip(self.free, self.files)) if free and f[1] >= nbytes]
+        index, new_path = (reuse[0], None) if reuse else (self._create(nbytes) or (None, None))
+        if index is None:
+            return None
+        entry = self.files[index]
+        flat = torch.from_file(f"/proc/self/fd/{entry[0]}", shared=True, size=numel, dtype=dtype)
+        entry[2] = StorageWeakRef(flat.untyped_storage())
+        if stage == self.ctx.pp_rank:
             offset = 0
             for meta in bucket:
                 n = int(torch.Size(meta.full_shape).numel())
-                _write_shard(meta.name, flat[offset:offset + n].view(meta.full_shape), local[meta.name], ctx)
+                _write_shard(meta.name, flat[offset:offset + n].view(meta.full_shape), local[meta.name], self.ctx)
                 offset += n
-        dist.barrier(group=ctx.mp_group)  # every rank has mapped the file and written its shards
-    finally:
-        if ctx.rank == creator:
-            os.unlink(holder[0])  # the mappings stay valid until their tensors are freed
-    return flat
+        self._end_bucket(new_path)  # every shard of the bucket is written
+        return flat
 
 
 def _collective_bucket(bucket: list[_Meta], stage: int, local: dict[str, torch.Tensor], ctx: ParallelContext,
@@ -200,19 +243,29 @@ def iter_megatron_full(chunks: list, ctx: ParallelContext, *, tied: bool, dtype:
     ``shm``: None = shared memory when possible, False = collectives only, True = require it.
     """
     local, stages = _stage_params(chunks, ctx, tied)
-    use_shm = _use_shm(ctx, shm)
-    if ctx.pp == 1 and not use_shm:  # nothing to broadcast: per tensor, no packing
+    staging = _ShmStaging(ctx) if _use_shm(ctx, shm) else None
+    if ctx.pp == 1 and staging is None:  # nothing to broadcast: per tensor, no packing
         for meta in stages[0]:
             yield meta.name, _tp_gather(meta.name, local[meta.name].to(dtype), ctx)
         return
-    for stage, metas in enumerate(stages):
-        for bucket in _buckets(metas, dtype, bucket_bytes):
-            flat = _shm_bucket(bucket, stage, local, ctx, dtype) if use_shm else None
-            if flat is None:
-                flat = _collective_bucket(bucket, stage, local, ctx, dtype)
-            numels = [int(torch.Size(m.full_shape).numel()) for m in bucket]
-            for meta, part in zip(bucket, flat.split(numels)):
-                yield meta.name, part.view(meta.full_shape)
+    try:
+        for stage, metas in enumerate(stages):
+            for bucket in _buckets(metas, dtype, bucket_bytes):
+                flat = staging.bucket(bucket, stage, local, dtype) if staging else None
+                if flat is None:
+                    flat = _collective_bucket(bucket, stage, local, ctx, dtype)
+                # A sub-generator, so no local of this frame pins the bucket once it is consumed.
+                yield from _unpack(bucket, flat)
+                del flat
+    finally:
+        if staging:
+            staging.close()
+
+
+def _unpack(bucket: list[_Meta], flat: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+    numels = [int(torch.Size(m.full_shape).numel()) for m in bucket]
+    for meta, part in zip(bucket, flat.split(numels)):
+        yield meta.name, part.view(meta.full_shape)
 
 
 def iter_hf_weights(chunks: list, ctx: ParallelContext, arch: ModelArch, *, dtype: torch.dtype = torch.float32,

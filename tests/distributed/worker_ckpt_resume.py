@@ -66,7 +66,8 @@ def train(trainer, steps: range) -> list[float]:
     losses = []
     for step in steps:
         mine = batch_of(step, trainer.arch.vocab_size)[ctx.dp_rank * per:(ctx.dp_rank + 1) * per]
-        losses.append(train_step(trainer, mine, forward_fn, loss_fn, seq_length=SEQ, micro_batch_size=MBS).report["loss"])
+        result = train_step(trainer, mine, forward_fn, loss_fn, seq_length=SEQ, micro_batch_size=MBS)
+        losses.append(result.report["loss"])
     return losses
 
 
