@@ -1,28 +1,29 @@
-"""Worker of ``lwz bench export``: one torchrun launch of TP = nproc (gloo on CPU, nccl on GPU).
+"""Worker of ``lwz bench export``: one torchrun launch at TP = nproc (gloo on CPU, nccl on GPU).
 
-Every rank builds its TP shard of a Qwen2-architecture GPTModel, then alternates, ``repeats`` times:
+Every rank builds its TP shard of a Qwen2-architecture GPTModel, then, per transport of
+``rollout.export`` (TP = 1: direct; TP > 1: shared memory and collectives), alternates ``repeats`` times:
 
-* **export**: ``rollout.export.iter_hf_weights`` (TP all-gather, merge, HF split), each yielded tensor
-  copied into a preallocated destination of HF-shaped tensors (views into one flat buffer), which is
-  what a rollout engine's ``update_weights`` does (``hf_engine.load_named_tensors``);
+* **export**: ``iter_hf_weights`` (TP assembly, HF split), each yielded tensor copied into a
+  preallocated destination of HF-shaped tensors (views into one flat buffer), which is what a rollout
+  engine's ``update_weights`` does (``hf_engine.load_named_tensors``);
 * **memcpy baseline**: one ``dst.copy_(src)`` of the same number of bytes into the same destination.
 
-Interleaving the two keeps slow drifts of a shared machine out of the ratio. Rank 0 writes a JSON
-record (per-rank medians) to ``--out``. Run it through ``megatron_lwz.bench.export`` (or by hand:
-``python -m torch.distributed.run --nproc_per_node=2 -m megatron_lwz.bench.export_worker --out r.json``).
+Interleaving keeps slow drifts of a shared machine out of the ratio. After the timed runs every
+transport's destination is compared bit for bit with the first one's. Rank 0 writes every rank's
+record to ``--out`` (JSON). Driven by ``megatron_lwz.bench.export``; by hand:
+``python -m torch.distributed.run --nproc_per_node=2 -m megatron_lwz.bench.export_worker --out r.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import torch
 
 
-def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--layers", type=int, default=8)
@@ -31,13 +32,15 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--kv-heads", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="export (engine) dtype")
-    ap.add_argument("--bucket-mb", type=float, default=512.0)
+    ap.add_argument("--bucket-mb", type=float, default=64.0)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-collectives", action="store_true", help="TP > 1: time only the default transport")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
 
 
-def _arch(args: argparse.Namespace):
+def bench_arch(args: argparse.Namespace):
+    """The benchmarked architecture (Qwen2 layout: GQA, QKV bias, untied output layer)."""
     from megatron_lwz.models.presets import ModelArch
 
     return ModelArch(num_layers=args.layers, hidden_size=args.hidden, ffn_hidden_size=args.ffn,
@@ -46,7 +49,7 @@ def _arch(args: argparse.Namespace):
                      qkv_bias=True)
 
 
-def _destination(export, dtype: torch.dtype, device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def destination(export, dtype: torch.dtype, device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One flat buffer and HF-shaped views into it, laid out from one (untimed) export pass."""
     shapes = [(name, tuple(t.shape)) for name, t in export()]
     total = sum(int(torch.Size(s).numel()) for _, s in shapes)
@@ -59,67 +62,85 @@ def _destination(export, dtype: torch.dtype, device) -> tuple[torch.Tensor, dict
     return flat, views
 
 
-def _sync(device) -> None:
+def _timed(fn, device, cpu_s: list[float]) -> float:
+    """Wall seconds of ``fn`` between two barriers; appends this process's CPU seconds to ``cpu_s``."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     torch.distributed.barrier()
-
-
-def _timed(fn, device) -> float:
-    _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    cpu_s.append(time.process_time() - cpu)
+    torch.distributed.barrier()
     return time.perf_counter() - start
 
 
+def _transports(tp: int, collectives: bool, staging) -> dict[str, dict]:
+    """Transport label → keyword arguments of ``iter_hf_weights``."""
+    if tp == 1:
+        return {"direct": {}}
+    out = {"shm": {"shm": None}, "shm+staging": {"shm": None, "staging": staging}}
+    return {**out, "collectives": {"shm": False}} if collectives else out
+
+
 def measure(args: argparse.Namespace) -> dict:
-    """Build the model on this rank's layout and time export vs memcpy; returns this rank's record."""
+    """Build the model at TP = world size and time export vs memcpy; returns this rank's record."""
     from megatron_lwz import parallel
     from megatron_lwz.config.schema import ModelConfig, ParallelConfig, PrecisionConfig
     from megatron_lwz.models.gpt import build_model
-    from megatron_lwz.rollout.export import iter_hf_weights
+    from megatron_lwz.rollout.export import ExportStaging, iter_hf_weights
 
     world = torch.distributed.get_world_size()
-    ctx = parallel.init_model_parallel(ParallelConfig(tensor_parallel=world, seed=7))
-    arch = _arch(args)
-    built = build_model(ModelConfig(), ParallelConfig(tensor_parallel=world), PrecisionConfig(dtype="fp32"), ctx,
-                        arch=arch)
+    pcfg = ParallelConfig(tensor_parallel=world, seed=7)
+    ctx = parallel.init_model_parallel(pcfg)
+    arch = bench_arch(args)
+    built = build_model(ModelConfig(), pcfg, PrecisionConfig(dtype="fp32"), ctx, arch=arch)
     for chunk in built.chunks:
         chunk.requires_grad_(False)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     bucket = int(args.bucket_mb * 2**20)
 
-    def export():
-        return iter_hf_weights(built.chunks, ctx, arch, dtype=dtype, bucket_bytes=bucket)
+    def export(**kwargs):
+        return iter_hf_weights(built.chunks, ctx, arch, dtype=dtype, bucket_bytes=bucket, **kwargs)
 
-    dst, views = _destination(export, dtype, ctx.device)
+    dst, views = destination(export, dtype, ctx.device)
     src = torch.randn(dst.numel(), device=ctx.device).to(dtype)
+    record = {"rank": ctx.rank, "tp": world, "bytes": dst.numel() * dst.element_size(), "tensors": len(views),
+              "params": dst.numel(), "transports": {}}
+    staging = ExportStaging()  # what a caller that syncs every step keeps (see rollout.export)
+    transports = _transports(world, not args.no_collectives, staging)
 
-    def run_export():
-        for name, tensor in export():
+    def run_export(kwargs: dict) -> None:
+        for name, tensor in export(**kwargs):
             views[name].copy_(tensor)
 
-    run_export()  # warm-up: faults the destination pages in, fills allocator caches
-    dst.copy_(src)
-    export_s, memcpy_s = [], []
-    for _ in range(args.repeats):
-        export_s.append(_timed(run_export, ctx.device))
-        memcpy_s.append(_timed(lambda: dst.copy_(src), ctx.device))
-    run_export()
-    checksum = float(dst.double().sum())
-    nbytes = dst.numel() * dst.element_size()
-    return {"rank": ctx.rank, "tp": world, "bytes": nbytes, "tensors": len(views), "params": dst.numel(),
-            "export_s": statistics.median(export_s), "memcpy_s": statistics.median(memcpy_s),
-            "export_s_all": export_s, "memcpy_s_all": memcpy_s, "checksum": checksum}
+    for label, kwargs in transports.items():
+        run_export(kwargs)  # warm-up: faults the destination (and a kept staging) in
+        dst.copy_(src)
+        export_s, memcpy_s, export_cpu, memcpy_cpu = [], [], [], []
+        for _ in range(args.repeats):
+            export_s.append(_timed(lambda: run_export(kwargs), ctx.device, export_cpu))
+            memcpy_s.append(_timed(lambda: dst.copy_(src), ctx.device, memcpy_cpu))
+        record["transports"][label] = {"export_s": export_s, "memcpy_s": memcpy_s, "export_cpu_s": export_cpu,
+                                       "memcpy_cpu_s": memcpy_cpu}
+    first, *others = transports
+    run_export(transports[first])
+    for label in others:  # bit-identical to the first transport's output (iterate to the end: lockstep)
+        same = [torch.equal(views[name], tensor) for name, tensor in export(**transports[label])]
+        record["transports"][label]["identical_to_" + first] = all(same)
+    staging.close()
+    record["checksum"] = float(dst.double().sum())
+    parallel.destroy_model_parallel()
+    return record
 
 
 def main(argv: list[str] | None = None) -> None:
     from megatron_lwz import parallel
     from megatron_lwz.config.schema import ParallelConfig
 
-    args = _parse(argv)
-    parallel.init(ParallelConfig())  # process group only; measure() builds the TP layout
+    args = parse_args(argv)
+    parallel.init(ParallelConfig())  # process group; measure() builds the TP layout
     parallel.destroy_model_parallel()
     record = measure(args)
     records: list = [None] * torch.distributed.get_world_size()

@@ -12,6 +12,7 @@ layer of the source.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,54 @@ def load_sharded(sharded_state_dict: dict, directory: Path, validate: bool = Tru
         return dist_checkpointing.load(sharded_state_dict, str(directory), validate_access_integrity=validate)
     except (CheckpointingException, KeyError) as err:
         raise CheckpointError(f"{directory}: cannot load: {err}") from err
+
+
+EMBEDDING_KEY = "embedding.word_embeddings.weight"
+
+
+def _compatible(model_sh, stored_sh, vocab_size: int) -> bool:
+    """Same global shape, or a vocabulary tensor whose padding differs (TP-dependent padding)."""
+    if tuple(model_sh.global_shape) == tuple(stored_sh.global_shape):
+        return True
+    a, b = tuple(model_sh.global_shape), tuple(stored_sh.global_shape)
+    return bool(model_sh.allow_shape_mismatch) and a[1:] == b[1:] and min(a[0], b[0]) >= vocab_size
+
+
+def _non_main(replica_id):
+    return (1, *replica_id[1:]) if isinstance(replica_id, tuple) else 1
+
+
+def restrict_to_checkpoint(sharded: dict, directory: Path, vocab_size: int) -> tuple[list[str], list[str]]:
+    """Adapt a model sharded state dict *in place* for a weights-only load from ``directory``.
+
+    * a tensor the checkpoint lacks, or stores with another shape (other than vocab padding), is
+      dropped: it keeps its fresh initialisation (a new head, e.g. the Writing RM's scalar head
+      in place of the vocabulary output layer);
+    * an untied vocabulary ``output_layer.weight`` missing from a *tied* checkpoint is read from
+      the stored input embedding (untying, as Hugging Face does).
+
+    Returns (state-dict names kept fresh, names initialised from the tied embedding).
+    """
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing import ShardedTensor
+    from megatron.core.dist_checkpointing.mapping import ShardedTensorFactory
+
+    stored = dist_checkpointing.load_tensors_metadata(str(directory))
+    fresh, untied = [], []
+    for chunk_sd in sharded.values():
+        for name, sh in list(chunk_sd.items()):
+            if not isinstance(sh, (ShardedTensor, ShardedTensorFactory)):
+                continue
+            found = stored.get(sh.key)
+            is_tensor = isinstance(sh, ShardedTensor)
+            if (found is None and is_tensor and sh.key == "output_layer.weight" and EMBEDDING_KEY in stored
+                    and sh.global_shape[0] >= vocab_size):
+                chunk_sd[name] = replace(sh, key=EMBEDDING_KEY, replica_id=_non_main(sh.replica_id))
+                untied.append(name)
+            elif found is None or (is_tensor and not _compatible(sh, found, vocab_size)):
+                del chunk_sd[name]
+                fresh.append(name)
+    return fresh, untied
 
 
 def ensure_process_group() -> None:

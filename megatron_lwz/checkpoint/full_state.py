@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
-from megatron_lwz.checkpoint.mapping import canonical_name, partition_dim, split_layer_name, tp_merge, tp_shard
+from megatron_lwz.checkpoint.mapping import canonical_name, split_layer_name, tp_merge, tp_shard
 from megatron_lwz.parallel.state import ParallelContext
 
 
@@ -31,6 +31,12 @@ def global_named_parameters(chunk) -> Iterator[tuple[str, torch.nn.Parameter]]:
         if layer is not None:
             name = f"decoder.layers.{numbers[layer]}.{rest}"
         yield name, param
+
+
+def param_tp_dim(param: torch.Tensor) -> int | None:
+    """TP partition dim from megatron's own parameter attributes (None = replicated, e.g. norms or
+    the RM's scalar head); robust to modules the name mapping does not know."""
+    return param.partition_dim if getattr(param, "tensor_model_parallel", False) else None
 
 
 def unwrap(module):
@@ -63,9 +69,9 @@ def load_full_state(chunks: list, full: dict[str, torch.Tensor], ctx: ParallelCo
             if src not in full:
                 raise KeyError(f"full state has no tensor for {name!r}")
             tensor = full[src]
-            if name in VOCAB_TENSORS:  # vocab padding depends on TP: re-pad to this layout's size
+            if name in VOCAB_TENSORS and param_tp_dim(param) == 0:  # vocab padding depends on TP: re-pad
                 tensor = resize_rows(tensor, param.shape[0] * ctx.tp)
-            shard = tp_shard(name, tensor, ctx.tp, ctx.tp_rank)
+            shard = tp_shard(name, tensor, ctx.tp, ctx.tp_rank, dim=param_tp_dim(param))
             if shard.shape != param.shape:
                 raise ValueError(f"{name}: shard shape {tuple(shard.shape)} != parameter {tuple(param.shape)}")
             param.copy_(shard.to(param.dtype))
@@ -74,11 +80,12 @@ def load_full_state(chunks: list, full: dict[str, torch.Tensor], ctx: ParallelCo
 @torch.no_grad()
 def tp_gather(name: str, local: torch.Tensor, ctx: ParallelContext) -> torch.Tensor:
     """Full tensor of a TP-sharded parameter (identity for replicated ones)."""
-    if ctx.tp == 1 or partition_dim(name) is None:
+    dim = param_tp_dim(local)
+    if ctx.tp == 1 or dim is None:
         return local.detach()
     parts = [torch.empty_like(local) for _ in range(ctx.tp)]
     dist.all_gather(parts, local.detach().contiguous(), group=ctx.tp_group)
-    return tp_merge(name, parts)
+    return tp_merge(name, parts, dim=dim)
 
 
 @torch.no_grad()

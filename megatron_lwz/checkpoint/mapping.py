@@ -107,9 +107,12 @@ def name_from_checkpoint_key(key: str, layer: int | None) -> str:
 # ----------------------------------------------------------------------------------------------
 # TP sharding of full megatron tensors
 # ----------------------------------------------------------------------------------------------
-def tp_shard(name: str, full: torch.Tensor, tp: int, tp_rank: int) -> torch.Tensor:
-    """This TP rank's slice of a full (TP=1) megatron tensor."""
-    dim = partition_dim(name)
+_BY_NAME = object()
+
+
+def tp_shard(name: str, full: torch.Tensor, tp: int, tp_rank: int, *, dim=_BY_NAME) -> torch.Tensor:
+    """This TP rank's slice of a full (TP=1) megatron tensor (``dim``: override the name-derived one)."""
+    dim = partition_dim(name) if dim is _BY_NAME else dim
     if dim is None or tp == 1:
         return full
     if canonical_name(name).endswith("mlp.linear_fc1.weight"):
@@ -118,9 +121,9 @@ def tp_shard(name: str, full: torch.Tensor, tp: int, tp_rank: int) -> torch.Tens
     return full.chunk(tp, dim=dim)[tp_rank]
 
 
-def tp_merge(name: str, shards: list[torch.Tensor]) -> torch.Tensor:
+def tp_merge(name: str, shards: list[torch.Tensor], *, dim=_BY_NAME) -> torch.Tensor:
     """Inverse of :func:`tp_shard` over all TP ranks' shards (in TP-rank order)."""
-    dim = partition_dim(name)
+    dim = partition_dim(name) if dim is _BY_NAME else dim
     if dim is None or len(shards) == 1:
         return shards[0]
     if canonical_name(name).endswith("mlp.linear_fc1.weight"):

@@ -28,7 +28,8 @@ import yaml
 
 from megatron_lwz.checkpoint import layout, rng
 from megatron_lwz.checkpoint.dist import (
-    CHECKPOINT_VERSION, SHARDING_METADATA, load_sharded, model_keys, model_sharded_state_dict, save_sharded,
+    CHECKPOINT_VERSION, SHARDING_METADATA, load_sharded, model_keys, model_sharded_state_dict, restrict_to_checkpoint,
+    save_sharded,
 )
 from megatron_lwz.checkpoint.layout import CheckpointError, CheckpointMeta
 from megatron_lwz.checkpoint.mcore_fixes import allocate_optimizer_state, distopt_load_fixes, distributed_optimizers
@@ -202,13 +203,19 @@ def read_checkpoint_config(path: str | Path) -> dict:
     return yaml.safe_load((found / "config.yaml").read_text()) or {}
 
 
-def check_arch(meta: CheckpointMeta, arch: ModelArch, where: Path) -> None:
-    """Raise :class:`CheckpointError` listing every arch field that differs (checkpoint vs model)."""
+def check_arch(meta: CheckpointMeta, arch: ModelArch, where: Path, weights_only: bool = False) -> None:
+    """Raise :class:`CheckpointError` listing every arch field that differs (checkpoint vs model).
+
+    Weights-only loads may (un)tie the embeddings: the output layer is then re-initialised."""
     stored = meta.arch
     if not stored:
         raise CheckpointError(f"{where}: checkpoint metadata has no model arch")
+    lenient = ("tie_word_embeddings",) if weights_only else ()
+    for name in lenient:
+        if stored.get(name) != getattr(arch, name):
+            log.warning("%s: %s %r (checkpoint) vs %r (model)", where, name, stored.get(name), getattr(arch, name))
     diffs = [f"{name} {stored.get(name)!r} vs {getattr(arch, name)!r}"
-             for name in _STRICT_ARCH if stored.get(name) != getattr(arch, name)]
+             for name in _STRICT_ARCH if name not in lenient and stored.get(name) != getattr(arch, name)]
     if diffs:
         raise CheckpointError(f"{where}: config mismatch: {'; '.join(diffs)} (checkpoint vs model)")
     if stored.get("max_position_embeddings") != arch.max_position_embeddings:
@@ -260,10 +267,23 @@ def _restore_rng(trainer, path: Path, meta: CheckpointMeta) -> None:
 
 
 def _load_model_only(trainer, path: Path) -> None:
+    """Model weights only; tensors the checkpoint lacks keep their init (see ``restrict_to_checkpoint``)."""
     chunks = trainer.unwrapped()
-    loaded = load_sharded(model_sharded_state_dict(chunks), path)
+    sd = model_sharded_state_dict(chunks)
+    fresh, untied = restrict_to_checkpoint(sd, path, trainer.arch.vocab_size)
+    loaded = load_sharded(sd, path)
     for key, chunk in zip(model_keys(len(chunks)), chunks):
-        chunk.load_state_dict(loaded[key], strict=True)
+        result = chunk.load_state_dict(loaded[key], strict=False)
+        unexpected = set(result.unexpected_keys)
+        missing = set(result.missing_keys) - set(fresh)
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: weights do not fit the model: missing {sorted(missing)}, "
+                                  f"unexpected {sorted(unexpected)}")
+    if _rank() == 0 and fresh:
+        log.warning("%s: kept freshly initialised (absent from the checkpoint or shaped differently): %s",
+                    path, sorted(set(fresh)))
+    if _rank() == 0 and untied:
+        log.warning("%s: tied checkpoint, untied model: output layer initialised from the input embedding", path)
     trainer.optimizer.reload_model_params()  # separate fp32 main params (bf16) follow the new weights
 
 
@@ -290,8 +310,10 @@ def load_checkpoint(trainer, load_dir: str | Path, *, weights_only: bool = False
     directory. Returns the saved :class:`TrainState`, or None when ``load_dir`` holds no
     checkpoint yet (a fresh run; not allowed with ``weights_only``). ``weights_only`` (or a
     weights-only checkpoint such as an ``hf-to-mcore`` output) loads the model only and returns
-    step 0. Raises :class:`CheckpointError` naming the problem: partial directory, arch mismatch
-    (stored arch vs ``expected_arch`` or the trainer's), optimizer format.
+    step 0; model tensors the checkpoint lacks (a new head) keep their initialisation, and an
+    untied model takes its output layer from a tied checkpoint's embedding. Raises
+    :class:`CheckpointError` naming the problem: partial directory, arch mismatch (stored arch vs
+    ``expected_arch`` or the trainer's), optimizer format.
     """
     path = resolve_checkpoint(load_dir)
     if path is None:
@@ -300,8 +322,9 @@ def load_checkpoint(trainer, load_dir: str | Path, *, weights_only: bool = False
                                   "(convert one with `lwz convert hf-to-mcore`)")
         return None
     meta = layout.read_meta(path)
-    check_arch(meta, expected_arch or trainer.arch, path)
-    if weights_only or meta.kind == "weights" or meta.optimizer is None:
+    model_only = weights_only or meta.kind == "weights" or meta.optimizer is None
+    check_arch(meta, expected_arch or trainer.arch, path, weights_only=model_only)
+    if model_only:
         if not weights_only and _rank() == 0:
             log.info("%s holds weights only: fresh optimizer and schedule, step 0", path)
         _load_model_only(trainer, path)

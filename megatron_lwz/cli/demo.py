@@ -23,7 +23,7 @@ SOURCES = ("books", "reports", "papers", "cot")
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
     parser.add_argument("--recipes", default=str(ROOT / "examples"), help="directory with pretrain/ rm/ grpo/ recipes")
-    parser.add_argument("--vocab-size", type=int, default=1024, help="sentencepiece vocabulary of the demo tokenizer")
+    parser.add_argument("--vocab-size", type=int, default=4096, help="sentencepiece vocabulary of the demo tokenizer")
     parser.add_argument("--grpo-steps", type=int, default=None, help="override rl.num_steps")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override train.train_steps of pretraining")
 

@@ -35,8 +35,19 @@ class StepResult:
     skipped: bool
 
 
+def _check_pipeline_shapes(ctx: ParallelContext, microbatches: Sequence[Any]) -> None:
+    """With PP the p2p buffers have one (B, T): a differently shaped micro-batch would be received
+    into the wrong-sized buffer (silently wrong on gloo), so refuse it."""
+    if ctx.pp > 1 and microbatches and isinstance(microbatches[0], dict) and "tokens" in microbatches[0]:
+        shapes = {tuple(mb["tokens"].shape) for mb in microbatches}
+        if len(shapes) > 1:
+            raise ValueError(f"pipeline parallelism needs one micro-batch shape, got {sorted(shapes)}; "
+                             "pad micro-batches to a common (rows, length)")
+
+
 def _data_iterator(trainer: Trainer, microbatches: Sequence[Any]):
     ctx = trainer.ctx
+    _check_pipeline_shapes(ctx, microbatches)
     if ctx.vpp and len(microbatches) < ctx.pp:
         raise ValueError(f"interleaved pipeline (virtual_pipeline_parallel={ctx.vpp}) needs at least "
                          f"PP={ctx.pp} micro-batches per step, got {len(microbatches)}; raise the batch size")

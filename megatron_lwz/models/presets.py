@@ -82,7 +82,7 @@ PRESETS: dict[str, ModelArch] = {
                            norm_eps=1e-6, tie_word_embeddings=False, qkv_bias=True),
     # The CPU demo's policy: small enough to pretrain + RL on 2 cores in minutes.
     "demo": ModelArch(num_layers=4, hidden_size=128, ffn_hidden_size=352, num_attention_heads=4,
-                      num_query_groups=2, vocab_size=1024, max_position_embeddings=1024, rope_theta=10000.0,
+                      num_query_groups=2, vocab_size=4096, max_position_embeddings=1024, rope_theta=10000.0,
                       norm_eps=1e-6, tie_word_embeddings=True, qkv_bias=True),
 }
 

@@ -104,13 +104,21 @@ def pad_batch(seqs: Sequence[list[int]], pad_id: int, length: int | None = None)
 
 def pair_microbatches(pairs: PairSet, indices: Sequence[int], micro_batch_size: int, pad_id: int,
                       fixed_length: int | None) -> list[dict[str, torch.Tensor]]:
-    """Micro-batches whose rows are [chosen_1..chosen_m, rejected_1..rejected_m]."""
+    """Micro-batches whose rows are [chosen_1..chosen_s, rejected_1..rejected_s] (s rows per side).
+
+    With ``fixed_length`` (pipeline parallelism: every micro-batch must have one shape) a short last
+    micro-batch is padded with dummy one-token pairs: ``num_pairs`` counts only the real ones and
+    ``side`` = micro_batch_size tells where the rejected rows start.
+    """
     out = []
     for start in range(0, len(indices), micro_batch_size):
-        idx = indices[start:start + micro_batch_size]
-        seqs = [pairs.chosen[i] for i in idx] + [pairs.rejected[i] for i in idx]
+        idx = list(indices[start:start + micro_batch_size])
+        side = micro_batch_size if fixed_length else len(idx)
+        dummy = [[pad_id]] * (side - len(idx))
+        seqs = [pairs.chosen[i] for i in idx] + dummy + [pairs.rejected[i] for i in idx] + dummy
         batch = pad_batch(seqs, pad_id, fixed_length)
         batch["num_pairs"] = torch.tensor(len(idx))
+        batch["side"] = torch.tensor(side)
         out.append(batch)
     return out
 

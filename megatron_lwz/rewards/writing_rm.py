@@ -26,9 +26,8 @@ def bt_loss_fn(total_pairs: float):
     """Eq. 4 contribution of a micro-batch of m pairs (rows: m chosen, then m rejected)."""
 
     def loss_fn(batch: dict, scores: torch.Tensor):
-        r = last_token_scores(scores, batch["lengths"])  # (2m,)
-        m = int(batch["num_pairs"])
-        margin = r[:m] - r[m:]
+        margin = pair_margins(batch, scores)  # (m,)
+        m = margin.numel()
         loss = -torch.nn.functional.logsigmoid(margin).sum()
         return loss / total_pairs, {"loss": loss.detach() / total_pairs, "pairs": torch.tensor(float(m)),
                                     "correct": (margin > 0).float().sum(), "margin": margin.detach().sum()}
@@ -36,10 +35,16 @@ def bt_loss_fn(total_pairs: float):
     return loss_fn
 
 
+def pair_margins(batch: dict, scores: torch.Tensor) -> torch.Tensor:
+    """r(x, y_w) − r(x, y_l) for the real pairs of a micro-batch: (m,)."""
+    r = last_token_scores(scores, batch["lengths"])  # (2·side,)
+    m, side = int(batch["num_pairs"]), int(batch["side"])
+    return r[:m] - r[side:side + m]
+
+
 def pair_eval_collect(batch: dict, scores: torch.Tensor) -> dict[str, torch.Tensor]:
-    r = last_token_scores(scores, batch["lengths"])
-    m = int(batch["num_pairs"])
-    margin = r[:m] - r[m:]
+    margin = pair_margins(batch, scores)
+    m = margin.numel()
     return {"pairs": torch.tensor(float(m)), "correct": (margin > 0).float().sum(), "margin": margin.sum(),
             "loss": -torch.nn.functional.logsigmoid(margin).sum()}
 
@@ -54,11 +59,14 @@ def score_token_lists(trainer, seqs: Sequence[list[int]], *, micro_batch_size: i
     mine = list(seqs[lo:hi])
     # With PP every micro-batch must share one shape (p2p buffers): pad to the longest of the share.
     length = pad_to or (max((len(s) for s in mine), default=1) if ctx.pp > 1 else None)
-    mbs = [pad_batch(mine[i:i + micro_batch_size], pad_id, length) for i in range(0, len(mine), micro_batch_size)]
+    chunks = [mine[i:i + micro_batch_size] for i in range(0, len(mine), micro_batch_size)]
+    if ctx.pp > 1:  # and one row count: pad the last chunk with one-token dummies (scores dropped)
+        chunks = [c + [[pad_id]] * (micro_batch_size - len(c)) for c in chunks]
+    mbs = [pad_batch(c, pad_id, length) for c in chunks]
     seq_len = length or max((b["tokens"].shape[1] for b in mbs), default=1)
     out = forward_only(trainer, mbs, forward_scores,
                        lambda b, s: last_token_scores(s, b["lengths"]).cpu(), seq_len, micro_batch_size) if mbs else []
-    local = torch.cat(out).tolist() if out else []
+    local = torch.cat(out).tolist()[: len(mine)] if out else []
     if ctx.pp > 1:  # scores live on the last stage
         holder = [local]
         dist.broadcast_object_list(holder, src=dist.get_global_rank(ctx.pp_group, ctx.pp - 1), group=ctx.pp_group)

@@ -94,6 +94,7 @@ def _buckets(metas: list[_Meta], dtype: torch.dtype, bucket_bytes: int) -> Itera
 
 
 _SHM_DIR = "/dev/shm"
+_SHM_MAX_FILES = 4  # mappings kept for reuse; older ones live on only through their tensors
 
 
 def _is_fc1(name: str) -> bool:
@@ -146,29 +147,57 @@ def _use_shm(ctx: ParallelContext, shm: bool | None) -> bool:
     return possible
 
 
-class _ShmStaging:
-    """The /dev/shm files of one export call, shared by the TP×PP group (one per bucket in flight).
+class ExportStaging:
+    """The /dev/shm files of the shared-memory transport, shared by the TP×PP group.
 
-    A file is unlinked as soon as every rank has opened it (each keeps a descriptor, so a crash leaks
-    nothing) and is reused for a later bucket only when no rank still references a tensor mapped from
-    it (``StorageWeakRef``, agreed on in the one all-reduce that ends every bucket): a consumer that
-    keeps every tensor gets fresh files, one that copies and drops them (``update_weights``) cycles
-    through three already-faulted files.
+    Every rank maps each file once (``mmap``; pages fault in once) and hands out per-bucket tensors
+    over the mapping (``torch.frombuffer``). A file is unlinked as soon as every rank has mapped it,
+    so a crash leaks nothing, and it is rewritten for a later bucket only when no rank still
+    references a tensor of its previous bucket (``StorageWeakRef``, agreed on in the one all-reduce
+    that ends every bucket): a consumer that keeps every tensor gets fresh files (the pool keeps at
+    most ``_SHM_MAX_FILES``; older ones live on through their tensors), one that copies and drops them
+    (``update_weights``) cycles through three.
+
+    Without ``staging=`` every export call builds and drops its own; a caller that exports
+    repeatedly (a weight sync per RL step) can keep one — ``with ExportStaging() as staging:`` — so
+    the files' pages are faulted in once per run instead of once per call (≤ 4 × ``bucket_bytes``
+    of /dev/shm stay mapped until ``close``).
     """
 
-    def __init__(self, ctx: ParallelContext):
-        self.ctx = ctx
-        self.creator = dist.get_global_rank(ctx.mp_group, 0)
-        self.files: list[list] = []  # [fd, nbytes, StorageWeakRef | None], same order on every rank
-        self.free: list[bool] = []  # per file: no rank references it (as of the last bucket's end)
+    def __init__(self) -> None:
+        self.ctx: ParallelContext | None = None
+        self.creator = 0
+        self.files: list[list] = []  # [mmap, nbytes, StorageWeakRef | None], same order on every rank
+        self.free: list[bool] = []  # per file: no rank references it (as of the last agreement)
+
+    def __enter__(self) -> "ExportStaging":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
-        for fd, _, _ in self.files:
-            os.close(fd)
+        """Drop the pool (mappings with live tensors stay until those are freed)."""
         self.files, self.free = [], []
 
+    def start(self, ctx: ParallelContext) -> None:
+        """Begin an export call on ``ctx`` (collective over its TP×PP group): bind, refresh free flags."""
+        if ctx is not self.ctx:
+            self.close()
+            self.ctx, self.creator = ctx, dist.get_global_rank(ctx.mp_group, 0)
+        elif self.files:
+            self._agree()
+
+    def _agree(self) -> None:
+        """All-reduce of 'unreferenced here' over the group: a file is free only if free everywhere."""
+        mine = torch.tensor([ref is None or ref.expired() for _, _, ref in self.files], dtype=torch.uint8)
+        dist.all_reduce(mine, op=dist.ReduceOp.MIN, group=self.ctx.mp_group)
+        self.free = [bool(x) for x in mine.tolist()]
+
     def _create(self, nbytes: int) -> tuple[int, str] | None:
-        """A new file of ``nbytes`` opened on every rank (None if /dev/shm has no room): (index, path)."""
+        """A new file of ``nbytes`` mapped on every rank (None if /dev/shm has no room): (index, path)."""
+        import mmap
+
         holder: list = [None]
         if self.ctx.rank == self.creator:
             stat = os.statvfs(_SHM_DIR)
@@ -179,8 +208,15 @@ class _ShmStaging:
         dist.broadcast_object_list(holder, src=self.creator, group=self.ctx.mp_group)
         if holder[0] is None:
             return None
+        if len(self.files) >= _SHM_MAX_FILES:  # same decision on every rank (same list)
+            self.files.pop(0)
+            self.free.pop(0)
         try:
-            self.files.append([os.open(holder[0], os.O_RDWR), nbytes, None])
+            fd = os.open(holder[0], os.O_RDWR)
+            try:
+                self.files.append([mmap.mmap(fd, nbytes), nbytes, None])  # MAP_SHARED, read/write
+            finally:
+                os.close(fd)
         except OSError:
             if self.ctx.rank == self.creator:
                 os.unlink(holder[0])
@@ -190,15 +226,13 @@ class _ShmStaging:
 
     def _end_bucket(self, new_path: str | None) -> None:
         """Barrier that also agrees on which files no rank references any more; unlinks a new file."""
-        mine = torch.tensor([ref is None or ref.expired() for _, _, ref in self.files], dtype=torch.uint8)
-        dist.all_reduce(mine, op=dist.ReduceOp.MIN, group=self.ctx.mp_group)  # also: every rank opened it
-        self.free = [bool(x) for x in mine.tolist()]
+        self._agree()  # also: every rank has mapped the new file and written its shards
         if new_path is not None and self.ctx.rank == self.creator:
-            os.unlink(new_path)  # the descriptors and mappings keep the memory alive
+            os.unlink(new_path)  # the mappings keep the memory alive
 
     def bucket(self, bucket: list[_Meta], stage: int, local: dict[str, torch.Tensor],
                dtype: torch.dtype) -> torch.Tensor | None:
-        """The bucket as one flat tensor mapped from a shared file, shards written by their stage."""
+        """The bucket as one flat tensor over a shared mapping, shards written by their stage."""
         from torch.multiprocessing.reductions import StorageWeakRef
 
         numel = sum(int(torch.Size(m.full_shape).numel()) for m in bucket)
@@ -208,7 +242,7 @@ class _ShmStaging:
         if index is None:
             return None
         entry = self.files[index]
-        flat = torch.from_file(f"/proc/self/fd/{entry[0]}", shared=True, size=numel, dtype=dtype)
+        flat = torch.frombuffer(entry[0], dtype=dtype, count=numel)  # a new storage: its own liveness
         entry[2] = StorageWeakRef(flat.untyped_storage())
         if stage == self.ctx.pp_rank:
             offset = 0
@@ -236,14 +270,21 @@ def _collective_bucket(bucket: list[_Meta], stage: int, local: dict[str, torch.T
 
 @torch.no_grad()
 def iter_megatron_full(chunks: list, ctx: ParallelContext, *, tied: bool, dtype: torch.dtype,
-                       bucket_bytes: int = 512 * 2**20, shm: bool | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+                       bucket_bytes: int = 512 * 2**20, shm: bool | None = None,
+                       staging: ExportStaging | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """(global megatron name, full tensor in ``dtype``) for every parameter, on every rank.
 
     ``bucket_bytes`` bounds one shared-memory file or PP broadcast (unused by the per-tensor path).
     ``shm``: None = shared memory when possible, False = collectives only, True = require it.
+    ``staging``: keep the shared-memory files across calls (see :class:`ExportStaging`).
     """
     local, stages = _stage_params(chunks, ctx, tied)
-    staging = _ShmStaging(ctx) if _use_shm(ctx, shm) else None
+    own = staging is None
+    if _use_shm(ctx, shm):
+        staging = staging or ExportStaging()
+        staging.start(ctx)
+    else:
+        own, staging = False, None
     if ctx.pp == 1 and staging is None:  # nothing to broadcast: per tensor, no packing
         for meta in stages[0]:
             yield meta.name, _tp_gather(meta.name, local[meta.name].to(dtype), ctx)
@@ -258,7 +299,7 @@ def iter_megatron_full(chunks: list, ctx: ParallelContext, *, tied: bool, dtype:
                 yield from _unpack(bucket, flat)
                 del flat
     finally:
-        if staging:
+        if own:
             staging.close()
 
 
@@ -269,9 +310,10 @@ def _unpack(bucket: list[_Meta], flat: torch.Tensor) -> Iterator[tuple[str, torc
 
 
 def iter_hf_weights(chunks: list, ctx: ParallelContext, arch: ModelArch, *, dtype: torch.dtype = torch.float32,
-                    bucket_bytes: int = 512 * 2**20, shm: bool | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+                    bucket_bytes: int = 512 * 2**20, shm: bool | None = None,
+                    staging: ExportStaging | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """(HF Qwen2 name, full tensor) for the whole model, on every rank; see the module docstring."""
     for name, full in iter_megatron_full(chunks, ctx, tied=arch.tie_word_embeddings, dtype=dtype,
-                                         bucket_bytes=bucket_bytes, shm=shm):
+                                         bucket_bytes=bucket_bytes, shm=shm, staging=staging):
         yield from megatron_to_hf(name, full, arch)
 

@@ -3,7 +3,7 @@
 A random tiny ``Qwen2ForCausalLM`` (preset tiny-gqa3: 3 query heads per KV head, QKV bias,
 vocab 300 — not a multiple of 128; tied and untied), saved as sharded safetensors:
 
-* hf-to-mcore at TP=2, PP=2 (tied: the CLI in one process; untied: a 4-rank torchrun launch where
+* hf-to-mcore at TP=2, PP=2 (tied: the CLI in one process; untied: a 4-rank launch, torchrun environment, where
   each rank converts its shard) → loaded into megatron at TP=2 × PP=2 → logits on random tokens
   equal HF's within 1e-4 (fp32);
 * mcore-to-hf of those checkpoints → every tensor ``torch.equal`` to the original, same names,
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.launch import ROOT, free_port, torchrun
+from tests.distributed.worker_ckpt_lib import ROOT, spawn_ranks, wait_ranks
 
 pytestmark = pytest.mark.distributed
 HERE = Path(__file__).parent
@@ -93,27 +93,31 @@ def converted(tmp_path_factory):
     for job in jobs:
         finish(job)
     (tmp / "logits").mkdir()
-    plain = start([sys.executable, str(HERE / "worker_convert_plain.py"), "--ckpt", str(tmp / "mc_tp1" / "release"),
-                   "--tokens", str(tmp / "tokens.pt"), "--out", str(tmp / "plain.json")],
-                  RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
-    times = torchrun(HERE / "worker_convert.py", 4, [
+    plain = spawn_ranks(HERE / "worker_convert_plain.py", 1, [
+        "--ckpt", str(tmp / "mc_tp1" / "release"), "--tokens", str(tmp / "tokens.pt"), "--out", str(tmp / "plain.json")])
+    four = spawn_ranks(HERE / "worker_convert.py", 4, [
         "--hf-untied", str(tmp / "hf_untied"), "--mc-untied", str(tmp / "mc_untied"), "--mc-tied", str(tmp / "mc_tied"),
         "--tokens", str(tmp / "tokens.pt"), "--logits-dir", str(tmp / "logits"), "--hf-back-dir", str(tmp / "hf_back"),
-    ], tmp / "times.json")
-    finish(plain)
+        "--out", str(tmp / "times.json")])
+    for procs in (plain, four):
+        codes, output = wait_ranks(procs)
+        assert set(codes) == {0}, f"exit codes {codes}:\n{output}"
+    times = json.loads((tmp / "times.json").read_text())
     print("conversion times:", times)
     return tmp, ref
 
 
-@pytest.mark.parametrize("name", ["tied", "untied"])
+@pytest.mark.parametrize("name", ["tied", "untied", "tied_into_untied"])
 def test_tp2pp2_logits_equal_hf(converted, name):
+    """``tied_into_untied``: the tied checkpoint loaded into an untied model (weights-only untying)."""
     tmp, ref = converted
-    meta = json.loads((tmp / f"mc_{name}" / "release" / "lwz_meta.json").read_text())
+    source = name.split("_into_")[0]
+    meta = json.loads((tmp / f"mc_{source}" / "release" / "lwz_meta.json").read_text())
     assert meta["kind"] == "weights" and meta["padded_vocab_size"] == 512  # 300 → 128 × TP=2
     got = torch.load(tmp / "logits" / f"{name}.pt")  # (B, T, 512)
     assert got.shape == (2, 16, 512)
-    assert ref[name].abs().max() > 1.0, "logits must be O(1) for the comparison to mean something"
-    diff = (got[..., :300] - ref[name]).abs().max().item()
+    assert ref[source].abs().max() > 1.0, "logits must be O(1) for the comparison to mean something"
+    diff = (got[..., :300] - ref[source]).abs().max().item()
     assert diff <= 1e-4, f"{name}: megatron TP2×PP2 logits differ from HF by {diff:.2e}"
 
 

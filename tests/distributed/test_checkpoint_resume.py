@@ -13,36 +13,29 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import pytest
 
-from tests.launch import ROOT, free_port
+from tests.distributed.worker_ckpt_lib import spawn_ranks, wait_ranks
 
 pytestmark = pytest.mark.distributed
 WORKER = Path(__file__).with_name("worker_ckpt_resume.py")
-
-
-def torchrun_raw(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
-           str(WORKER), *args]
-    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume")
     ckpt = tmp / "ckpt"
-    first = torchrun_raw(2, ["--phase", "first", "--ckpt", str(ckpt), "--out", str(tmp / "first.json")])
-    assert first.returncode != 0 and (tmp / "first.json").is_file(), \
-        f"the first launch must save, then die by SIGKILL:\n{(first.stdout + first.stderr)[-4000:]}"
+    codes, output = wait_ranks(spawn_ranks(WORKER, 2, ["--phase", "first", "--ckpt", str(ckpt),
+                                                       "--out", str(tmp / "first.json")]))
+    assert codes == [-signal.SIGKILL] * 2 and (tmp / "first.json").is_file(), \
+        f"the first launch must save, then die by SIGKILL (exit codes {codes}):\n{output}"
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == "3"
-    resume = torchrun_raw(2, ["--phase", "resume", "--ckpt", str(ckpt), "--out", str(tmp / "resume.json")])
-    assert resume.returncode == 0, (resume.stdout + resume.stderr)[-6000:]
+    codes, output = wait_ranks(spawn_ranks(WORKER, 2, ["--phase", "resume", "--ckpt", str(ckpt),
+                                                       "--out", str(tmp / "resume.json")]))
+    assert codes == [0, 0], output
     return json.loads((tmp / "first.json").read_text()), json.loads((tmp / "resume.json").read_text())
 
 
@@ -91,3 +84,15 @@ def test_missing_and_incompatible_checkpoints(runs):
     error = resume["arch_error"]
     assert "config mismatch" in error and "hidden_size 64 vs 96" in error, error
     assert "num_attention_heads 4 vs 6" in error and "vocab_size 256 vs 300" in error, error
+
+
+def test_weights_only_into_reward_model_keeps_the_new_head(runs):
+    """The Writing RM starts from a policy checkpoint: backbone loaded, scalar head (not in the
+    checkpoint, which has a vocabulary output layer there) keeps its initialisation."""
+    _, resume = runs
+    assert resume["rm_state"]["step"] == 0
+    policy, rm = resume["loaded_sums"], resume["rm_sums"]
+    assert resume["rm_sums"]["output_layer.weight"] == resume["rm_head_before"]
+    assert "output_layer.bias" in rm
+    backbone = [n for n in policy if not n.startswith("output_layer")]
+    assert len(backbone) > 10 and all(rm[n] == policy[n] for n in backbone)

@@ -8,53 +8,37 @@ all-reduce must still stop both.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.launch import ROOT, free_port
+from tests.distributed.worker_ckpt_lib import spawn_ranks, wait_ranks
 
 pytestmark = pytest.mark.distributed
 WORKER = Path(__file__).with_name("worker_ckpt_signal.py")
 
 
 def test_sigterm_saves_at_step_boundary_and_exits_with_configured_code(tmp_path):
-    port, world = free_port(), 2
     progress = tmp_path / "progress"
     progress.mkdir()
-    procs = []
-    for rank in range(world):
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", RANK=str(rank),
-                   WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        cmd = [sys.executable, str(WORKER), "--ckpt", str(tmp_path / "ckpt"), "--progress-dir", str(progress),
-               "--out", str(tmp_path / "out.json")]
-        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True))
-    try:
-        deadline = time.time() + 300
-        marker = progress / "rank1"
-        while not (marker.is_file() and int(marker.read_text() or 0) >= 2):
-            assert time.time() < deadline and all(p.poll() is None for p in procs), \
-                "workers died or never reached step 2:\n" + "".join(p.communicate()[0][-3000:] for p in procs)
-            time.sleep(0.2)
-        procs[1].send_signal(signal.SIGTERM)
-        outputs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    codes = [p.returncode for p in procs]
-    assert codes == [124, 124], f"exit codes {codes}:\n" + "\n".join(o[-3000:] for o in outputs)
+    procs = spawn_ranks(WORKER, 2, ["--ckpt", str(tmp_path / "ckpt"), "--progress-dir", str(progress),
+                                    "--out", str(tmp_path / "out.json")])
+    deadline, marker = time.time() + 300, progress / "rank1"
+    while not (marker.is_file() and int(marker.read_text() or 0) >= 2):
+        if time.time() > deadline or any(p.poll() is not None for p in procs):
+            codes, output = wait_ranks(procs, timeout=5)
+            pytest.fail(f"workers died or never reached step 2 (exit codes {codes}):\n{output}")
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)  # rank 1 only
+    codes, output = wait_ranks(procs, timeout=300)
+    assert codes == [124, 124], f"exit codes {codes}:\n{output}"
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["received"] == [None, signal.SIGTERM], "only rank 1 was signalled, yet both stopped"
     stopped = result["stopped_after"]
     assert 2 <= stopped < 300
-    assert "received SIGTERM" in outputs[1]
+    assert "received SIGTERM" in output
     ckpt = tmp_path / "ckpt"
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == str(stopped)
     meta = json.loads((ckpt / f"iter_{stopped:07d}" / "lwz_meta.json").read_text())

@@ -27,49 +27,8 @@ import torch.distributed as dist
 from megatron_lwz import parallel
 from megatron_lwz.checkpoint.layout import MARKER, CheckpointError
 from megatron_lwz.checkpoint.state import TrainState, load_checkpoint, save_checkpoint
-from megatron_lwz.config.schema import ModelConfig, OptimConfig, ParallelConfig, PrecisionConfig, SchedulerConfig
-from megatron_lwz.engine.step import train_step
-from megatron_lwz.engine.trainer import build_trainer
-
-NUM_MB, MBS, SEQ, TOTAL = 8, 2, 16, 6
-
-
-def make_trainer(tp: int, seed: int, preset: str = "tiny", pp: int = 1, vpp: int | None = None,
-                 dtype: str = "fp32", distributed_optimizer: bool = True):
-    pcfg = ParallelConfig(tensor_parallel=tp, pipeline_parallel=pp, virtual_pipeline_parallel=vpp,
-                          distributed_optimizer=distributed_optimizer, seed=seed)
-    ctx = parallel.init_model_parallel(pcfg)
-    return build_trainer(model=ModelConfig(preset=preset), parallel=pcfg, precision=PrecisionConfig(dtype=dtype),
-                         optim=OptimConfig(lr=2e-3, weight_decay=0.01, clip_grad=1.0),
-                         scheduler=SchedulerConfig(warmup_steps=2, decay_style="cosine"), total_steps=TOTAL, ctx=ctx)
-
-
-def batch_of(step: int, vocab: int) -> list[dict]:
-    """Global batch of optimizer step ``step`` (a pure function of the step: resumable data)."""
-    gen = torch.Generator().manual_seed(1000 + step)
-    tokens = torch.randint(0, vocab, (NUM_MB, MBS, SEQ + 1), generator=gen)
-    return [{"tokens": t[:, :-1], "labels": t[:, 1:], "position_ids": torch.arange(SEQ).expand(MBS, SEQ)}
-            for t in tokens]
-
-
-def forward_fn(model, batch):
-    return model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
-
-
-def loss_fn(batch, per_token):  # per_token: (B, T) cross entropy
-    loss = per_token.float().sum() / (NUM_MB * MBS * SEQ)
-    return loss, {"loss": loss}
-
-
-def train(trainer, steps: range) -> list[float]:
-    ctx, per = trainer.ctx, NUM_MB // trainer.ctx.dp
-    losses = []
-    for step in steps:
-        mine = batch_of(step, trainer.arch.vocab_size)[ctx.dp_rank * per:(ctx.dp_rank + 1) * per]
-        result = train_step(trainer, mine, forward_fn, loss_fn, seq_length=SEQ, micro_batch_size=MBS)
-        losses.append(result.report["loss"])
-    return losses
-
+from megatron_lwz.config.schema import ParallelConfig
+from tests.distributed.worker_ckpt_lib import MBS, NUM_MB, SEQ, TOTAL, make_trainer, train
 
 def rng_draws() -> list[float]:
     """One draw from every generator a checkpoint restores (python, numpy, torch, megatron tracker)."""
@@ -106,6 +65,11 @@ def phase_first(ckpt: Path, out: Path) -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # a hard kill: no destroy_process_group, no atexit
 
 
+def param_sums(trainer) -> dict[str, float]:
+    """Sum of every parameter (TP=1 trainers), by name: a cheap fingerprint of the weights."""
+    return {name: p.detach().double().sum().item() for name, p in trainer.unwrapped()[0].named_parameters()}
+
+
 def expect_error(fn) -> str:
     try:
         fn()
@@ -118,6 +82,7 @@ def phase_resume(ckpt: Path, out: Path) -> None:
     result: dict = {}
     trainer = make_trainer(tp=1, seed=999)
     state = load_checkpoint(trainer, ckpt)
+    result["loaded_sums"] = param_sums(trainer)
     draws = [None] * dist.get_world_size()
     dist.all_gather_object(draws, rng_draws())
     result.update(state=vars(state), rng_after_load=draws, resumed=train(trainer, range(state.step, TOTAL)))
@@ -129,6 +94,11 @@ def phase_resume(ckpt: Path, out: Path) -> None:
     parallel.destroy_model_parallel()
     trainer = make_trainer(tp=1, seed=999, pp=2, vpp=2)  # model0 / model1 chunks, layers moved across ranks
     result["resumed_pp2vpp2"] = train(trainer, range(load_checkpoint(trainer, ckpt / "iter_0000003").step, TOTAL))
+    parallel.destroy_model_parallel()
+    trainer = make_trainer(tp=1, seed=999, reward_head=True)  # Writing-RM init from a policy checkpoint
+    head_before = param_sums(trainer)["output_layer.weight"]
+    result["rm_state"] = vars(load_checkpoint(trainer, ckpt / "iter_0000003", weights_only=True))
+    result["rm_sums"], result["rm_head_before"] = param_sums(trainer), head_before
     parallel.destroy_model_parallel()
     trainer = make_trainer(tp=1, seed=999, distributed_optimizer=False)
     result["optimizer_format_error"] = expect_error(lambda: load_checkpoint(trainer, ckpt / "iter_0000003"))

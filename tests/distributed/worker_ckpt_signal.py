@@ -1,4 +1,4 @@
-"""Worker (2 ranks, started without torchrun so each rank's exit code is visible): train with a
+"""Worker (2 ranks, one process each — see ``worker_ckpt_lib.spawn_ranks``): train with a
 PreemptionWatcher until some rank gets SIGTERM, then save at the step boundary and exit with
 ``CheckpointConfig.exit_code_on_signal``.
 
@@ -21,7 +21,8 @@ from megatron_lwz.checkpoint.layout import write_text_atomic
 from megatron_lwz.checkpoint.signals import PreemptionWatcher
 from megatron_lwz.checkpoint.state import TrainState, save_checkpoint
 from megatron_lwz.config.schema import CheckpointConfig, ParallelConfig
-from tests.distributed.worker_ckpt_resume import NUM_MB, batch_of, forward_fn, loss_fn, make_trainer
+from megatron_lwz.engine.step import train_step
+from tests.distributed.worker_ckpt_lib import NUM_MB, batch_of, forward_fn, loss_fn, make_trainer
 
 MAX_STEPS = 300
 
@@ -37,7 +38,6 @@ def main() -> None:
     parallel.destroy_model_parallel()
     trainer = make_trainer(tp=1, seed=1234)
     ctx, per = trainer.ctx, NUM_MB // trainer.ctx.dp
-    from megatron_lwz.engine.step import train_step
 
     with PreemptionWatcher(ctx, enabled=cfg.save_on_signal) as watcher:
         for step in range(MAX_STEPS):

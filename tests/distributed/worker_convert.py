@@ -71,8 +71,10 @@ def main() -> None:
     hf_to_mcore(HfToMcoreConfig(hf_dir=args.hf_untied, out_dir=args.mc_untied, tp=2, pp=2, progress=False))
     times["hf_to_mcore_tp2pp2_parallel_s"] = time.perf_counter() - start
     tokens = torch.load(args.tokens)
-    for name, ckpt in (("tied", args.mc_tied), ("untied", args.mc_untied)):
-        logits = logits_of(Path(ckpt), name == "tied", tokens)
+    # The third load unties a tied checkpoint: the output layer must start as the input embedding.
+    for name, ckpt, tied in (("tied", args.mc_tied, True), ("untied", args.mc_untied, False),
+                             ("tied_into_untied", args.mc_tied, False)):
+        logits = logits_of(Path(ckpt), tied, tokens)
         if logits is not None:
             torch.save(logits, Path(args.logits_dir) / f"{name}.pt")
     dist.barrier()

@@ -1,0 +1,138 @@
+"""``lwz bench {preprocess|rewards|export|train}``: every benchmark prints a table, then one JSON line.
+
+Thin: each ``which`` has its own flags (``lwz bench export --help``); parsing ends in a typed config
+and a call into ``megatron_lwz.data.bench``, ``megatron_lwz.rewards.bench`` or ``megatron_lwz.bench``.
+Heavy imports happen in ``run`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+BENCHES = {
+    "preprocess": "tokens/s of lwz preprocess (N workers) vs a single-process baseline",
+    "rewards": "Format/repetition RM time at 1K/4K/14K words vs a count_words pass",
+    "export": "Megatron->HF weight export (TP=1, TP=2) vs a memcpy of the same bytes",
+    "train": "engine tokens/s and step time for TP1 / TP2 / PP2 vs TP1, plus FLOPs/token of Qwen2.5-32B",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """Arguments of ``lwz bench``: a positional ``which`` (one sub-parser per benchmark)."""
+    if name != "bench":
+        raise ValueError(f"megatron_lwz.cli.bench_cmds does not serve {name!r}")
+    subs = parser.add_subparsers(dest="which", metavar="which", required=True)
+    for which, help_text in BENCHES.items():
+        _ARGS[which](subs.add_parser(which, help=help_text, description=help_text))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen benchmark; returns the exit status (1 on a failed self-check or bad flags)."""
+    try:
+        return _RUNS[args.which](args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _preprocess_args(p: argparse.ArgumentParser) -> None:
+    from megatron_lwz.cli.data_cmds import add_bench_arguments
+
+    add_bench_arguments(p)
+
+
+def _run_preprocess(args: argparse.Namespace) -> int:
+    from megatron_lwz.cli.data_cmds import run_bench_cli
+
+    return run_bench_cli(args)
+
+
+def _rewards_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeats", type=int, default=15, help="timed calls per cell (median CPU time)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 14000], help="answer sizes in words")
+
+
+def _run_rewards(args: argparse.Namespace) -> int:
+    from megatron_lwz.rewards.bench import run_bench
+
+    run_bench(tuple(args.sizes), repeats=args.repeats)  # prints its table, then the JSON line
+    return 0
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``lwz bench export`` / tools/bench_export.py (defaults: ExportBenchConfig)."""
+    from megatron_lwz.bench.export import ExportBenchConfig
+
+    d = ExportBenchConfig()
+    p.add_argument("--tp", type=int, nargs="+", default=d.tp, help="TP sizes, one launch each (default: 1 2)")
+    p.add_argument("--hidden", type=int, default=d.hidden)
+    p.add_argument("--layers", type=int, default=d.layers)
+    p.add_argument("--ffn", type=int, default=d.ffn, help="SwiGLU intermediate size")
+    p.add_argument("--heads", type=int, default=d.heads)
+    p.add_argument("--kv-heads", type=int, default=d.kv_heads)
+    p.add_argument("--vocab", type=int, default=d.vocab)
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default=d.dtype, help="export (engine) dtype")
+    p.add_argument("--bucket-mb", type=float, default=d.bucket_mb, help="export bucket size in MiB")
+    p.add_argument("--repeats", type=int, default=d.repeats, help="timed runs of export and memcpy each")
+    p.add_argument("--no-collectives", action="store_true", help="TP > 1: skip timing the gloo/nccl transport")
+    p.add_argument("--threads", type=int, default=d.threads, help="OMP threads per rank")
+
+
+
+def run_export_cli(args: argparse.Namespace) -> int:
+    """Run the export benchmark from parsed flags; table + JSON line; 1 if transports disagree."""
+    from megatron_lwz.bench.export import ExportBenchConfig, run_export_bench
+    from megatron_lwz.bench.report import emit
+
+    cfg = ExportBenchConfig(tp=args.tp, hidden=args.hidden, layers=args.layers, ffn=args.ffn, heads=args.heads,
+                            kv_heads=args.kv_heads, vocab=args.vocab, dtype=args.dtype, bucket_mb=args.bucket_mb,
+                            repeats=args.repeats, collectives=not args.no_collectives, threads=args.threads)
+    result = run_export_bench(cfg)
+    emit(result)
+    return 1 if result.summary["transports_identical"] is False else 0
+
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``lwz bench train`` / tools/bench_train.py (defaults: TrainBenchConfig)."""
+    from megatron_lwz.bench.train import TrainBenchConfig
+
+    d = TrainBenchConfig()
+    p.add_argument("--layouts", nargs="+", default=d.layouts, metavar="LAYOUT",
+                   help="layouts beside the tp1 baseline, e.g. tp2 pp2 (2 processes each; default: tp2 pp2)")
+    p.add_argument("--hidden", type=int, default=d.hidden)
+    p.add_argument("--layers", type=int, default=d.layers)
+    p.add_argument("--ffn", type=int, default=d.ffn)
+    p.add_argument("--heads", type=int, default=d.heads)
+    p.add_argument("--kv-heads", type=int, default=d.kv_heads)
+    p.add_argument("--vocab", type=int, default=d.vocab)
+    p.add_argument("--seq", type=int, default=d.seq, help="sequence length")
+    p.add_argument("--micro-batch", type=int, default=d.micro_batch)
+    p.add_argument("--micro-batches", type=int, default=d.micro_batches, help="micro-batches per step")
+    p.add_argument("--steps", type=int, default=d.steps, help="timed optimizer steps")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first")
+    p.add_argument("--threads", type=int, default=d.threads, help="OMP threads per rank")
+    p.add_argument("--flops-preset", default=d.flops_preset, help="architecture for the FLOPs/token lines")
+    p.add_argument("--flops-seq", type=int, default=d.flops_seq, help="sequence length for the FLOPs/token lines")
+
+
+
+def run_train_cli(args: argparse.Namespace) -> int:
+    """Run the training benchmark from parsed flags; table + JSON line; 1 if a layout's loss disagrees."""
+    from megatron_lwz.bench.report import emit
+    from megatron_lwz.bench.train import TrainBenchConfig, run_train_bench
+
+    cfg = TrainBenchConfig(layouts=args.layouts, hidden=args.hidden, layers=args.layers, ffn=args.ffn,
+                           heads=args.heads, kv_heads=args.kv_heads, vocab=args.vocab, seq=args.seq,
+                           micro_batch=args.micro_batch, micro_batches=args.micro_batches, steps=args.steps,
+                           warmup=args.warmup, threads=args.threads, flops_preset=args.flops_preset,
+                           flops_seq=args.flops_seq)
+    result = run_train_bench(cfg)
+    emit(result)
+    return 0 if result.summary["losses_match"] is not False else 1
+
+
+_ARGS = {"preprocess": _preprocess_args, "rewards": _rewards_args, "export": add_export_arguments,
+         "train": add_train_arguments}
+_RUNS = {"preprocess": _run_preprocess, "rewards": _run_rewards, "export": run_export_cli, "train": run_train_cli}
