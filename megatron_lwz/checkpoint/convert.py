@@ -115,7 +115,10 @@ def _resolve_dtype(name: str, hf_dir: Path, reader: HFReader) -> torch.dtype:
         return parse_dtype(name)
     cfg = json.loads((hf_dir / "config.json").read_text())
     stated = cfg.get("dtype") or cfg.get("torch_dtype")
-    return parse_dtype(stated) if stated else reader.dtype()
+    try:
+        return parse_dtype(stated) if stated else reader.dtype()
+    except ValueError:  # e.g. "auto": use what the files hold
+        return reader.dtype()
 
 
 def _check_hf_names(reader: HFReader, arch: ModelArch) -> None:
@@ -300,6 +303,9 @@ def mcore_to_hf(cfg: McoreToHfConfig) -> Path:
     reader = McoreCheckpointReader(path)
     if reader.num_layers != arch.num_layers:
         raise CheckpointError(f"{path}: {reader.num_layers} layers stored, metadata says {arch.num_layers}")
+    if reader.has("output_layer.weight") and reader.shape("output_layer.weight")[0] < arch.vocab_size:
+        raise CheckpointError(f"{path}: the output layer {reader.shape('output_layer.weight')} is not a "
+                              "vocabulary projection (a reward model?); only language models export to HF")
     dtype = reader.dtype() if cfg.dtype == "auto" else parse_dtype(cfg.dtype)
     out = Path(cfg.out_dir)
     _prepare_out(out, cfg.force)

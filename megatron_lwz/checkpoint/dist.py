@@ -60,11 +60,14 @@ def load_sharded(sharded_state_dict: dict, directory: Path, validate: bool = Tru
     """Load ``sharded_state_dict``'s tensors from ``directory``; mcore errors get the path added."""
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.core import CheckpointingException
+    from torch.distributed.checkpoint.api import CheckpointException
 
     try:
         return dist_checkpointing.load(sharded_state_dict, str(directory), validate_access_integrity=validate)
-    except (CheckpointingException, KeyError) as err:
-        raise CheckpointError(f"{directory}: cannot load: {err}") from err
+    except (CheckpointingException, CheckpointException, KeyError) as err:
+        text = str(err)
+        text = text if len(text) < 1500 else text[:1500] + " …"  # DCP lists every stored key
+        raise CheckpointError(f"{directory}: cannot load: {text}") from err
 
 
 EMBEDDING_KEY = "embedding.word_embeddings.weight"

@@ -33,6 +33,8 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, tp_group=None, *
 
     logits: (..., V/TP) of this TP rank (fp32 recommended); targets: (...) global token ids.
     Returns (...) float32 log-probs, identical on every TP rank.
+    NOTE: megatron's kernel overwrites fp32 ``logits`` in place (exp of shifted logits, to save a
+    [s, b, V/TP] buffer): compute anything else from the logits (entropy) before calling this.
     """
     from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 

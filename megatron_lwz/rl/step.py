@@ -144,9 +144,10 @@ def make_loss_fn(cfg, ctx, vocab_size: int, num_tokens: int, num_seqs: int):
     kw = {"vocab_size": vocab_size, "tp_rank": ctx.tp_rank}
 
     def loss_fn(mb: dict, logits: torch.Tensor):
-        logprobs = token_logprobs(logits, mb["labels"], ctx.tp_group, **kw)  # (B, T)
+        # Entropy first: megatron's vocab-parallel cross entropy overwrites its fp32 input in place.
         with torch.set_grad_enabled(loss_cfg.entropy_coef > 0 and torch.is_grad_enabled()):
             entropy = token_entropy(logits, ctx.tp_group, **kw)  # (B, T)
+        logprobs = token_logprobs(logits, mb["labels"], ctx.tp_group, **kw)  # (B, T)
         return policy_loss(logprobs, mb["old_logprobs"], mb["advantages"], mb["loss_mask"], loss_cfg,
                            num_tokens_global=num_tokens, num_seqs_global=num_seqs, ref_logprobs=mb.get("ref_logprobs"),
                            rollout_logprobs=mb.get("rollout_logprobs"), entropy=entropy)

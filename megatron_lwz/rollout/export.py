@@ -9,11 +9,11 @@ rank to own every tensor; the HF engine on CPU just consumes it):
 3. a bucket's full tensors are assembled by one of two transports:
 
    * **shared memory** (CPU, every model-parallel rank on one host — gloo's TCP loopback moves
-     ~0.3–1 GB/s where a memcpy moves ~4): the first rank of the TP×PP group creates one
-     ``/dev/shm`` file per bucket, every rank maps it (``torch.from_file(shared=True)``), the owning
-     stage's TP ranks write (and cast) their shards straight into their slots of the full layout,
-     one barrier, the file is unlinked, and every rank yields views of the mapping. One write of
-     ``1/TP`` of the bytes per rank, no gather, no PP broadcast, no merge copy;
+     ~0.2–1 GB/s where a memcpy moves ~4): a bucket lives in a ``/dev/shm`` file that every rank
+     of the TP×PP group maps (:class:`ExportStaging`); the owning stage's TP ranks write (and cast)
+     their shards straight into their slots of the full layout, one all-reduce doubles as barrier,
+     and every rank yields views of the mapping. One write of ``1/TP`` of the bytes per rank, no
+     gather, no PP broadcast, no merge copy;
    * **collectives** (GPU, several hosts, or no room in /dev/shm): the owning stage all-gathers each
      TP shard into one buffer (``all_gather_into_tensor``: for dim-0 shards other than SwiGLU fc1
      the buffer *is* the full tensor, otherwise ``checkpoint.mapping.tp_merge``); with PP > 1 it
@@ -23,9 +23,10 @@ rank to own every tensor; the HF engine on CPU just consumes it):
 4. every rank converts with ``checkpoint.mapping.megatron_to_hf`` (QKV split per query group,
    gate/up split, vocab padding dropped, tied output layer skipped).
 
-Yielded tensors are read-only: with TP = PP = 1 and the parameter dtype they are detached views of the
-trainer's parameters, with shared memory they are views of a mapping every rank of the group sees.
-Consumers copy them into the engine (as ``update_weights`` does) before the next optimizer step.
+Yielded tensors are read-only. With TP = PP = 1 and the parameter dtype they are detached views of
+the trainer's parameters, so they change with the next optimizer step: consumers copy them into the
+engine (as ``update_weights`` does). Shared-memory tensors are views of a mapping every rank of the
+group sees; it is never rewritten while any rank still references one of its tensors.
 ``lwz bench export`` measures this against a plain memcpy of the same bytes.
 
 The only knowledge of the HF layout is ``checkpoint.mapping`` (plus the fc1 [gate_r; up_r] shard
@@ -34,6 +35,7 @@ layout that ``mapping.tp_shard`` also encodes); this module adds the communicati
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import uuid
@@ -196,8 +198,6 @@ class ExportStaging:
 
     def _create(self, nbytes: int) -> tuple[int, str] | None:
         """A new file of ``nbytes`` mapped on every rank (None if /dev/shm has no room): (index, path)."""
-        import mmap
-
         holder: list = [None]
         if self.ctx.rank == self.creator:
             stat = os.statvfs(_SHM_DIR)
@@ -275,7 +275,8 @@ def iter_megatron_full(chunks: list, ctx: ParallelContext, *, tied: bool, dtype:
     """(global megatron name, full tensor in ``dtype``) for every parameter, on every rank.
 
     ``bucket_bytes`` bounds one shared-memory file or PP broadcast (unused by the per-tensor path).
-    ``shm``: None = shared memory when possible, False = collectives only, True = require it.
+    ``shm``: None = shared memory when possible, False = collectives only, True = require it (an error
+    where it is impossible; TP = PP = 1 needs no transport at all).
     ``staging``: keep the shared-memory files across calls (see :class:`ExportStaging`).
     """
     local, stages = _stage_params(chunks, ctx, tied)

@@ -3,13 +3,14 @@
 A random tiny ``Qwen2ForCausalLM`` (preset tiny-gqa3: 3 query heads per KV head, QKV bias,
 vocab 300 — not a multiple of 128; tied and untied), saved as sharded safetensors:
 
-* hf-to-mcore at TP=2, PP=2 (tied: the CLI in one process; untied: a 4-rank launch, torchrun environment, where
-  each rank converts its shard) → loaded into megatron at TP=2 × PP=2 → logits on random tokens
-  equal HF's within 1e-4 (fp32);
+* hf-to-mcore at TP=2, PP=2 (tied: the CLI in one process; untied: a 4-rank launch where each
+  rank converts its shard) → loaded into megatron at TP=2 × PP=2 → logits on random tokens equal
+  HF's within 1e-4 (fp32); also the tied checkpoint loaded into an untied model;
 * mcore-to-hf of those checkpoints → every tensor ``torch.equal`` to the original, same names,
   config / generation config / tokenizer files carried over;
 * hf-to-mcore at TP=1, PP=1 (``tools/convert_checkpoint.py``) → read by plain megatron-core
-  (hand-built GPTModel + ``dist_checkpointing.load``) → logits equal HF's.
+  (hand-built GPTModel + ``dist_checkpointing.load``) → logits equal HF's;
+* ``--dtype bf16`` both ways.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def converted(tmp_path_factory):
     for job in jobs:
         finish(job)
     (tmp / "logits").mkdir()
-    plain = spawn_ranks(HERE / "worker_convert_plain.py", 1, [
-        "--ckpt", str(tmp / "mc_tp1" / "release"), "--tokens", str(tmp / "tokens.pt"), "--out", str(tmp / "plain.json")])
+    plain = spawn_ranks(HERE / "worker_convert_plain.py", 1, ["--ckpt", str(tmp / "mc_tp1" / "release"),
+                                                             "--tokens", str(tmp / "tokens.pt"),
+                                                             "--out", str(tmp / "plain.json")])
     four = spawn_ranks(HERE / "worker_convert.py", 4, [
         "--hf-untied", str(tmp / "hf_untied"), "--mc-untied", str(tmp / "mc_untied"), "--mc-tied", str(tmp / "mc_tied"),
         "--tokens", str(tmp / "tokens.pt"), "--logits-dir", str(tmp / "logits"), "--hf-back-dir", str(tmp / "hf_back"),
