@@ -7,7 +7,7 @@ Local checks live in ``__post_init__``; cross-field and environment checks in ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from megatron_lwz.config.base import ConfigError

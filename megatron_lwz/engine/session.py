@@ -35,6 +35,8 @@ class Session:
     run_dir: Path
     ckpt: CheckpointConfig
     save_dir: Path
+    hf_assets: str | None = None
+    """Directory of HF config/tokenizer files stored with each checkpoint (for ``mcore-to-hf``)."""
     timers: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -45,7 +47,7 @@ class Session:
         from megatron_lwz.checkpoint.state import save_checkpoint
 
         return save_checkpoint(self.trainer, self.state, self.save_dir, config_dict=to_dict(self.cfg),
-                               keep_last=self.ckpt.keep_last)
+                               keep_last=self.ckpt.keep_last, hf_assets=self.hf_assets)
 
     def step_end(self, total_steps: int) -> bool:
         """Checkpoint if due (interval, last step, or signal); returns True when the loop must stop."""
@@ -64,8 +66,12 @@ class Session:
 
 
 def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
-                  post_build: Callable | None = None, arch=None) -> Session:
-    """Validate → init parallel → run dir → trainer → resume/initial weights → logger + watcher."""
+                  post_build: Callable | None = None, arch=None, tokenizer_dir: str | None = None) -> Session:
+    """Validate → init parallel → run dir → trainer → resume/initial weights → logger + watcher.
+
+    ``tokenizer_dir``: stored with every checkpoint (``hf/``) so ``mcore-to-hf`` restores the tokenizer;
+    a converted initial checkpoint's own ``hf/`` assets take precedence.
+    """
     from megatron_lwz import parallel
     from megatron_lwz.checkpoint.state import TrainState, load_checkpoint
     from megatron_lwz.checkpoint.signals import PreemptionWatcher
@@ -93,4 +99,13 @@ def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
     logger = MetricLogger(run_dir, cfg.logging, enabled=ctx.is_rank0, console_keys=console_keys)
     watcher = PreemptionWatcher(ctx, enabled=ckpt.save_on_signal).install()
     return Session(cfg=cfg, trainer=trainer, state=state, logger=logger, watcher=watcher, run_dir=run_dir,
-                   ckpt=ckpt, save_dir=save_dir, timers={"start": time.time()})
+                   ckpt=ckpt, save_dir=save_dir, hf_assets=_hf_assets(ckpt, tokenizer_dir),
+                   timers={"start": time.time()})
+
+
+def _hf_assets(ckpt: CheckpointConfig, tokenizer_dir: str | None) -> str | None:
+    for cand in ([Path(ckpt.load_dir) / "release" / "hf"] if ckpt.load_dir else []) + \
+                ([Path(tokenizer_dir)] if tokenizer_dir else []):
+        if cand.is_dir():
+            return str(cand)
+    return None

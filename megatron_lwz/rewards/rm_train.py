@@ -45,7 +45,8 @@ def evaluate(trainer, pairs, cfg: RMJobConfig, seq_len: int | None, pad_id: int)
 
 def run(cfg: RMJobConfig) -> RMResult:
     t, arch = cfg.train, resolve(cfg.model)
-    session = start_session(cfg, total_steps=t.train_steps, arch=arch, console_keys=("train/loss", "train/accuracy"),
+    session = start_session(cfg, tokenizer_dir=cfg.data.tokenizer.path, total_steps=t.train_steps, arch=arch,
+                            console_keys=("train/loss", "train/accuracy"),
                             post_build=lambda chunks: attach_reward_head(chunks, arch.hidden_size, cfg.model.init_method_std))
     ctx, trainer, state = session.ctx, session.trainer, session.state
     tokenizer = Tokenizer(cfg.data.tokenizer)

@@ -47,7 +47,7 @@ def timed(times: dict, name: str):
 
 def run(cfg: GRPOJobConfig) -> GRPOResult:
     rl = cfg.rl
-    session = start_session(cfg, total_steps=rl.num_steps * rl.batching.num_minibatches,
+    session = start_session(cfg, tokenizer_dir=cfg.tokenizer.path, total_steps=rl.num_steps * rl.batching.num_minibatches,
                             console_keys=("reward/total/mean", "reward/format/mean", "rollout/length_in_range_frac"))
     ctx, policy, state = session.ctx, session.trainer, session.state
     rt = build_runtime(cfg, session)

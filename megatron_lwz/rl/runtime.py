@@ -31,10 +31,14 @@ class RLRuntime:
 
 
 def _load_weights(model: Trainer, path: str, what: str) -> None:
+    """Weights only (raises CheckpointError naming ``path`` when there is no checkpoint)."""
+    from megatron_lwz.checkpoint.layout import CheckpointError
     from megatron_lwz.checkpoint.state import load_checkpoint
 
-    if load_checkpoint(model, Path(path), weights_only=True) is None:
-        raise FileNotFoundError(f"{what}: no published checkpoint in {path}")
+    try:
+        load_checkpoint(model, Path(path), weights_only=True)
+    except CheckpointError as err:
+        raise CheckpointError(f"{what}: {err}") from None
 
 
 def _hf_source(cfg, policy: Trainer, run_dir: Path, kind: str) -> Any:

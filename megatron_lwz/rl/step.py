@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from megatron_lwz.engine.logprobs import token_entropy, token_logprobs
-from megatron_lwz.engine.step import StepResult, forward_only, reduce_reports, train_step
+from megatron_lwz.engine.step import StepResult, forward_only, train_step
 from megatron_lwz.rl.batching import TrainBatch, pack_microbatches
 from megatron_lwz.rl.loss import count_normalisers, policy_loss, summarize_metrics
 from megatron_lwz.rollout.export import iter_hf_weights

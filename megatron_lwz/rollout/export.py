@@ -39,6 +39,7 @@ import mmap
 import os
 import socket
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -137,15 +138,17 @@ def _write_shard(name: str, full: torch.Tensor, local: torch.Tensor, ctx: Parall
 
 
 def _use_shm(ctx: ParallelContext, shm: bool | None) -> bool:
-    """Shared-memory transport? Auto: CPU tensors, TP×PP > 1, one host, /dev/shm present."""
+    """Shared-memory transport? Auto: CPU tensors, TP×PP > 1, one host, /dev/shm present (one all-reduce)."""
     if shm is False or ctx.tp * ctx.pp == 1:
         return False
-    hosts: list = [None] * (ctx.tp * ctx.pp)
-    dist.all_gather_object(hosts, (socket.gethostname(), os.path.isdir(_SHM_DIR)), group=ctx.mp_group)
-    possible = ctx.device.type == "cpu" and len(set(hosts)) == 1 and hosts[0][1]
+    host = zlib.crc32(socket.gethostname().encode())
+    able = int(ctx.device.type == "cpu" and os.path.isdir(_SHM_DIR))
+    votes = torch.tensor([host, -host, -able], dtype=torch.int64)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=ctx.mp_group)  # → max host, -min host, -min able
+    possible = bool(votes[0] == -votes[1] and votes[2] == -1)
     if shm and not possible:
         raise ValueError(f"export: shm=True needs CPU tensors, every TP×PP rank on one host and {_SHM_DIR} "
-                         f"(device {ctx.device}, hosts {sorted({h for h, _ in hosts})}); pass shm=None")
+                         f"on each (this rank: device {ctx.device}, host {socket.gethostname()}); pass shm=None")
     return possible
 
 

@@ -8,29 +8,19 @@ log-probs of a probe batch.
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
-
 import torch
 
 from megatron_lwz import parallel
 from megatron_lwz.checkpoint.full_state import gather_full_state, load_full_state
 from megatron_lwz.config.schema import (
-    ModelConfig, OptimConfig, ParallelConfig, PrecisionConfig, SchedulerConfig,
+    ModelConfig, OptimConfig, PrecisionConfig, SchedulerConfig,
 )
 from megatron_lwz.engine.logprobs import token_logprobs
 from megatron_lwz.engine.step import forward_only, train_step
 from megatron_lwz.engine.trainer import build_trainer
+from tests.distributed.workerlib import parse_layout, run_layouts
 
 NUM_MB, MBS, SEQ, STEPS = 8, 2, 16, 3
-
-
-def parse_layout(text: str) -> ParallelConfig:
-    """'tp2pp2', 'tp2dp2', 'pp2vpp2' → ParallelConfig (DP is implied by the world size)."""
-    sizes = {k: int(v) for k, v in re.findall(r"(tp|pp|vpp|dp)(\d+)", text)}
-    return ParallelConfig(tensor_parallel=sizes.get("tp", 1), pipeline_parallel=sizes.get("pp", 1),
-                          virtual_pipeline_parallel=sizes.get("vpp"), distributed_optimizer=True, seed=1234)
 
 
 def make_data(vocab: int):
@@ -45,8 +35,10 @@ def make_data(vocab: int):
     return steps
 
 
-def run_layout(layout: str, model_cfg: ModelConfig, init_path: str, write_init: bool, tied: bool) -> dict:
-    pcfg = parse_layout(layout)
+def run_layout(layout: str, args) -> dict:
+    model_cfg, init_path, write_init, tied = ModelConfig(preset=args.preset, tie_word_embeddings=args.tied), \
+        args.init, args.write_init, args.tied
+    pcfg = parse_layout(layout, distributed_optimizer=True, seed=1234)
     ctx = parallel.init_model_parallel(pcfg)
     trainer = build_trainer(model=model_cfg, parallel=pcfg, precision=PrecisionConfig(dtype="fp32"),
                             optim=OptimConfig(lr=1e-3, weight_decay=0.01, clip_grad=1.0, adam_beta2=0.999),
@@ -90,25 +82,10 @@ def run_layout(layout: str, model_cfg: ModelConfig, init_path: str, write_init: 
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--layouts", required=True)
+def _extra(ap) -> None:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--tied", action="store_true")
-    ap.add_argument("--init", required=True)
-    ap.add_argument("--write-init", action="store_true")
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    model_cfg = ModelConfig(preset=args.preset, tie_word_embeddings=args.tied)
-    parallel.init(parse_layout(args.layouts.split(",")[0]))
-    parallel.destroy_model_parallel()
-    results = {lay: run_layout(lay, model_cfg, args.init, args.write_init, args.tied)
-               for lay in args.layouts.split(",")}
-    if torch.distributed.get_rank() == 0:
-        with open(args.out, "w") as fh:
-            json.dump(results, fh)
-    parallel.shutdown()
 
 
 if __name__ == "__main__":
-    main()
+    run_layouts(run_layout, _extra)

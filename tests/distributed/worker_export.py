@@ -9,26 +9,17 @@ log-probs vs trainer log-probs on generated samples.
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
-
 import torch
 
 from megatron_lwz import parallel
 from megatron_lwz.checkpoint.full_state import gather_full_state, load_full_state
-from megatron_lwz.config.schema import ModelConfig, OptimConfig, ParallelConfig, PrecisionConfig, SchedulerConfig
-from megatron_lwz.engine.logprobs import token_logprobs
+from megatron_lwz.config.schema import ModelConfig, OptimConfig, PrecisionConfig, SchedulerConfig
 from megatron_lwz.engine.step import forward_only, train_step
 from megatron_lwz.engine.trainer import build_trainer
 from megatron_lwz.rollout.export import iter_hf_weights
+from tests.distributed.workerlib import parse_layout, run_layouts
 
 SEQ, MBS = 12, 2
-
-
-def layout(text: str) -> ParallelConfig:
-    sizes = {k: int(v) for k, v in re.findall(r"(tp|pp)(\d+)", text)}
-    return ParallelConfig(tensor_parallel=sizes.get("tp", 1), pipeline_parallel=sizes.get("pp", 1), seed=99)
 
 
 def megatron_logits(trainer, tokens: torch.Tensor) -> torch.Tensor | None:
@@ -60,8 +51,9 @@ def hf_model(arch, state) -> torch.nn.Module:
     return model
 
 
-def run_layout(name: str, preset: str, tied: bool, init_path: str, write_init: bool) -> dict:
-    pcfg = layout(name)
+def run_layout(name: str, args) -> dict:
+    preset, tied, init_path, write_init = args.preset, args.tied, args.init, args.write_init
+    pcfg = parse_layout(name, seed=99)
     ctx = parallel.init_model_parallel(pcfg)
     trainer = build_trainer(model=ModelConfig(preset=preset, tie_word_embeddings=tied), parallel=pcfg,
                             precision=PrecisionConfig(dtype="fp32"), optim=OptimConfig(lr=1e-2, weight_decay=0.0),
@@ -114,23 +106,10 @@ def run_layout(name: str, preset: str, tied: bool, init_path: str, write_init: b
             "names": sorted(state)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--layouts", required=True)
+def _extra(ap) -> None:
     ap.add_argument("--preset", default="tiny-gqa3")
     ap.add_argument("--tied", action="store_true")
-    ap.add_argument("--init", required=True)
-    ap.add_argument("--write-init", action="store_true")
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    parallel.init(layout(args.layouts.split(",")[0]))
-    parallel.destroy_model_parallel()
-    res = {lay: run_layout(lay, args.preset, args.tied, args.init, args.write_init) for lay in args.layouts.split(",")}
-    if torch.distributed.get_rank() == 0:
-        with open(args.out, "w") as fh:
-            json.dump(res, fh)
-    parallel.shutdown()
 
 
 if __name__ == "__main__":
-    main()
+    run_layouts(run_layout, _extra)

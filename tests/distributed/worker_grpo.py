@@ -7,15 +7,11 @@ TP=2 equals TP=1 (loss metrics, grad norm, final weights).
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
-
 import torch
 
 from megatron_lwz import parallel
 from megatron_lwz.checkpoint.full_state import gather_full_state, load_full_state
-from megatron_lwz.config.schema import ModelConfig, OptimConfig, ParallelConfig, PrecisionConfig, SchedulerConfig
+from megatron_lwz.config.schema import ModelConfig, OptimConfig, PrecisionConfig, SchedulerConfig
 from megatron_lwz.data.tokenizer import TokenizerConfig
 from megatron_lwz.engine.trainer import build_inference_model, build_trainer
 from megatron_lwz.rewards.composite import RewardConfig
@@ -26,6 +22,7 @@ from megatron_lwz.rl.job_config import GRPOConfig, GRPOJobConfig
 from megatron_lwz.rl.prompts import PromptDataConfig
 from megatron_lwz.rl.step import plan_minibatch, set_old_logprobs, train_minibatch
 from megatron_lwz.rollout.types import PromptRecord, RolloutGroup, Sample
+from tests.distributed.workerlib import parse_layout, run_layouts
 
 
 def make_groups(vocab: int, num_groups: int = 3, group_size: int = 4) -> list[RolloutGroup]:
@@ -47,17 +44,17 @@ def make_groups(vocab: int, num_groups: int = 3, group_size: int = 4) -> list[Ro
 
 
 def job_config(layout: str) -> GRPOJobConfig:
-    sizes = {k: int(v) for k, v in re.findall(r"(tp|pp)(\d+)", layout)}
     return GRPOJobConfig(
         model=ModelConfig(preset="tiny"), tokenizer=TokenizerConfig(path="unused"),
-        parallel=ParallelConfig(tensor_parallel=sizes.get("tp", 1), pipeline_parallel=sizes.get("pp", 1), seed=5),
+        parallel=parse_layout(layout, seed=5),
         precision=PrecisionConfig(dtype="fp32"), optim=OptimConfig(lr=1e-3, weight_decay=0.0, clip_grad=1.0),
         prompts=PromptDataConfig(path="unused"), reward=RewardConfig(components=["length", "format"]),
         rl=GRPOConfig(loss=LossConfig(kl_coef=0.1), batching=BatchingConfig(micro_token_budget=48)),
     )
 
 
-def run_layout(layout: str, init_path: str, write_init: bool) -> dict:
+def run_layout(layout: str, args) -> dict:
+    init_path, write_init = args.init, args.write_init
     cfg = job_config(layout)
     ctx = parallel.init_model_parallel(cfg.parallel)
     common = dict(model=cfg.model, parallel=cfg.parallel, precision=cfg.precision, ctx=ctx)
@@ -82,21 +79,5 @@ def run_layout(layout: str, init_path: str, write_init: bool) -> dict:
             "num_microbatches": len(plan)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--layouts", required=True)
-    ap.add_argument("--init", required=True)
-    ap.add_argument("--write-init", action="store_true")
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    parallel.init(job_config(args.layouts.split(",")[0]).parallel)
-    parallel.destroy_model_parallel()
-    res = {lay: run_layout(lay, args.init, args.write_init) for lay in args.layouts.split(",")}
-    if torch.distributed.get_rank() == 0:
-        with open(args.out, "w") as fh:
-            json.dump(res, fh)
-    parallel.shutdown()
-
-
 if __name__ == "__main__":
-    main()
+    run_layouts(run_layout)

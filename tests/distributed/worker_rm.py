@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
-
 import torch
 
 from megatron_lwz import parallel
 from megatron_lwz.checkpoint.full_state import gather_full_state, load_full_state
-from megatron_lwz.config.schema import ModelConfig, ParallelConfig, PrecisionConfig
+from megatron_lwz.config.schema import ModelConfig, PrecisionConfig
 from megatron_lwz.engine.trainer import build_inference_model
 from megatron_lwz.models.presets import resolve
 from megatron_lwz.models.reward_head import attach_reward_head
 from megatron_lwz.rewards.writing_rm import score_token_lists
+from tests.distributed.workerlib import parse_layout, run_layouts
 
 
-def layout(text: str) -> ParallelConfig:
-    sizes = {k: int(v) for k, v in re.findall(r"(tp|pp)(\d+)", text)}
-    return ParallelConfig(tensor_parallel=sizes.get("tp", 1), pipeline_parallel=sizes.get("pp", 1), seed=3)
-
-
-def run_layout(name: str, init_path: str, write_init: bool) -> list[float]:
-    pcfg = layout(name)
+def run_layout(name: str, args) -> list[float]:
+    init_path, write_init = args.init, args.write_init
+    pcfg = parse_layout(name, seed=3)
     ctx = parallel.init_model_parallel(pcfg)
     model_cfg = ModelConfig(preset="tiny")
     arch = resolve(model_cfg)
@@ -39,21 +32,5 @@ def run_layout(name: str, init_path: str, write_init: bool) -> list[float]:
     return scores
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--layouts", required=True)
-    ap.add_argument("--init", required=True)
-    ap.add_argument("--write-init", action="store_true")
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    parallel.init(layout(args.layouts.split(",")[0]))
-    parallel.destroy_model_parallel()
-    res = {lay: run_layout(lay, args.init, args.write_init) for lay in args.layouts.split(",")}
-    if torch.distributed.get_rank() == 0:
-        with open(args.out, "w") as fh:
-            json.dump(res, fh)
-    parallel.shutdown()
-
-
 if __name__ == "__main__":
-    main()
+    run_layouts(run_layout)
