@@ -284,7 +284,8 @@ def _load_model_only(trainer, path: Path) -> None:
                     path, sorted(set(fresh)))
     if _rank() == 0 and untied:
         log.warning("%s: tied checkpoint, untied model: output layer initialised from the input embedding", path)
-    trainer.optimizer.reload_model_params()  # separate fp32 main params (bf16) follow the new weights
+    if trainer.optimizer is not None:  # forward-only models (Writing RM, KL reference) have none
+        trainer.optimizer.reload_model_params()  # separate fp32 main params (bf16) follow the new weights
 
 
 def _load_full(trainer, path: Path, meta: CheckpointMeta) -> None:

@@ -1,4 +1,4 @@
-"""Scored rollout groups → trainer batches: filtering, overlong handling, mini-batches, micro-batch packing.
+"""Scored rollout groups → trainer batches: dynamic sampling, mini-batches, micro-batch packing.
 
 Alignment convention (the one megatron's GPTModel(labels=...) and HF causal LMs use). Row i holds the
 prompt (P tokens) then the response (R tokens), right-padded to T. Column t is the prediction made AT
@@ -17,16 +17,13 @@ The trainer gets logp = −(per-token cross-entropy of logits vs ``labels``), or
 
 Where each option acts (``BatchingConfig``):
 
-* ``overlong='soft_penalty'`` — DAPO soft overlong punishment: ``apply_soft_overlong_penalty`` adds
-  ``soft_overlong_penalty(len)`` ∈ [−factor, 0] to one reward component BEFORE advantages are computed
-  (the loop calls it between scoring and rl/advantage.py).
 * ``dynamic_sampling`` — DAPO dynamic sampling: ``build_train_batch`` drops groups whose rewards are
   identical across samples (``zero_variance_groups``: every component constant → every advantage 0).
   Refilling the batch by generating more prompts is the loop's job.
-* ``overlong='filter'`` — DAPO overlong filtering: ``build_train_batch`` drops truncated samples
-  (finish_reason 'length') AFTER advantages, so they still count in their group's mean/std but get no
-  gradient; dropping the row equals masking it out of the loss, without the compute.
 * ``num_minibatches`` → ``split_minibatches``; ``micro_token_budget`` → ``pack_microbatches``.
+* Truncated (overlong) samples are treated at scoring time (``reward.overlong``, rewards/composite.py):
+  DAPO filtering masks them out of the advantages (rl/advantage.py); their rows stay in the batch with
+  advantage 0, which contributes nothing to the loss.
 """
 
 from __future__ import annotations
@@ -40,34 +37,6 @@ import torch
 
 from megatron_lwz.rl.config import BatchingConfig
 from megatron_lwz.rollout.types import RolloutGroup, Sample
-
-
-def soft_overlong_penalty(num_tokens: int, *, max_tokens: int, buffer_tokens: int, penalty_factor: float) -> float:
-    """DAPO Eq. 13: 0 up to max_tokens − L_cache, then linear down to −factor at max_tokens (and below beyond)."""
-    expected = max_tokens - buffer_tokens
-    exceed = num_tokens - expected
-    return min(-exceed / buffer_tokens * penalty_factor, 0.0)
-
-
-def apply_soft_overlong_penalty(groups: Sequence[RolloutGroup], cfg: BatchingConfig, *,
-                                max_tokens: int) -> list[RolloutGroup]:
-    """New groups whose ``rewards[cfg.overlong_penalty_component]`` include the soft overlong penalty."""
-    key = cfg.overlong_penalty_component
-    out = []
-    for g, group in enumerate(groups):
-        samples = []
-        for j, s in enumerate(group.samples):
-            if key not in s.rewards:
-                raise ValueError(
-                    f"group {g} sample {j} (prompt {s.prompt.prompt_id}): reward component {key!r} not in "
-                    f"{sorted(s.rewards)}; set batching.overlong_penalty_component to one of them"
-                )
-            pen = soft_overlong_penalty(len(s.response_token_ids), max_tokens=max_tokens,
-                                        buffer_tokens=cfg.overlong_buffer_tokens,
-                                        penalty_factor=cfg.overlong_penalty_factor)
-            samples.append(dataclasses.replace(s, rewards={**s.rewards, key: s.rewards[key] + pen}))
-        out.append(RolloutGroup(prompt=group.prompt, samples=samples))
-    return out
 
 
 def zero_variance_groups(groups: Sequence[RolloutGroup]) -> list[bool]:
@@ -159,7 +128,7 @@ def build_train_batch(groups: Sequence[RolloutGroup], advantages: torch.Tensor |
     if len(advantages) != len(groups):
         raise ValueError(f"advantages has {len(advantages)} rows but there are {len(groups)} groups")
     keep_group = [True] * len(groups)
-    stats = {"groups_in": len(groups), "groups_zero_variance_dropped": 0, "samples_truncated_dropped": 0}
+    stats = {"groups_in": len(groups), "groups_zero_variance_dropped": 0}
     if cfg.dynamic_sampling:
         keep_group = [not z for z in zero_variance_groups(groups)]
         stats["groups_zero_variance_dropped"] = keep_group.count(False)
@@ -171,11 +140,7 @@ def build_train_batch(groups: Sequence[RolloutGroup], advantages: torch.Tensor |
                              f"but {len(adv)} advantages")
         if not keep_group[g]:
             continue
-        for j, sample in enumerate(group.samples):
-            if cfg.overlong == "filter" and sample.truncated:
-                stats["samples_truncated_dropped"] += 1
-                continue
-            rows.append((g, j, sample, adv[j]))
+        rows += [(g, j, sample, adv[j]) for j, sample in enumerate(group.samples)]
     stats["rows"] = len(rows)
     return _collate(rows, pad_token_id, stats)
 

@@ -14,7 +14,6 @@ from typing import Literal
 from megatron_lwz.config.base import ConfigError
 
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
-OverlongMode = Literal["none", "filter", "soft_penalty"]
 
 
 @dataclass(kw_only=True)
@@ -72,7 +71,11 @@ class LossConfig:
 
 @dataclass(kw_only=True)
 class BatchingConfig:
-    """Scored groups → trainer batches: filtering, overlong handling, mini-batches and token-budget micro-batches."""
+    """Scored groups → trainer batches: dynamic sampling, mini-batches and token-budget micro-batches.
+
+    Truncated (overlong) samples are handled where they are scored: ``reward.overlong`` (worst / none /
+    DAPO soft punishment / DAPO filtering), see rewards/composite.py.
+    """
 
     num_minibatches: int = 1
     """Optimizer updates per rollout: the rollout batch is split into this many mini-batches (1 = on-policy)."""
@@ -80,24 +83,9 @@ class BatchingConfig:
     """Max padded tokens per micro-batch (rows × longest row); a longer single sequence gets its own micro-batch."""
     dynamic_sampling: bool = False
     """DAPO dynamic sampling: drop groups whose rewards are identical across samples (off: the paper has none)."""
-    overlong: OverlongMode = "none"
-    """Truncated samples: 'none' trains on them, 'filter' drops them after advantages, 'soft_penalty' (DAPO)."""
-    overlong_buffer_tokens: int = 2048
-    """L_cache of the soft penalty: responses longer than max_tokens − L_cache are penalised linearly."""
-    overlong_penalty_factor: float = 1.0
-    """Penalty at max_tokens (the slope is factor / L_cache); the penalty lies in [−factor, 0]."""
-    overlong_penalty_component: str = "length"
-    """Reward component the soft penalty is added to (before group normalisation, paper Eq. 5)."""
 
     def __post_init__(self) -> None:
         if self.num_minibatches < 1:
             raise ConfigError(f"batching.num_minibatches: must be ≥ 1, got {self.num_minibatches}")
         if self.micro_token_budget < 1:
             raise ConfigError(f"batching.micro_token_budget: must be ≥ 1, got {self.micro_token_budget}")
-        if self.overlong_buffer_tokens < 1:
-            raise ConfigError(f"batching.overlong_buffer_tokens: must be ≥ 1, got {self.overlong_buffer_tokens}")
-        if self.overlong_penalty_factor < 0:
-            raise ConfigError(
-                f"batching.overlong_penalty_factor: must be ≥ 0 (it is subtracted), got "
-                f"{self.overlong_penalty_factor}"
-            )

@@ -1,12 +1,12 @@
-"""rl.batching: alignment convention, filtering, overlong handling, mini-batches and micro-batch packing."""
+"""rl.batching: alignment convention, dynamic sampling, mini-batches and micro-batch packing."""
 
 import random
 
 import pytest
 import torch
 
-from megatron_lwz.rl.batching import (_equalise_counts, apply_soft_overlong_penalty, build_train_batch,
-                                      pack_microbatches, soft_overlong_penalty, split_minibatches,
+from megatron_lwz.rl.batching import (_equalise_counts, build_train_batch,
+                                      pack_microbatches, split_minibatches,
                                       zero_variance_groups)
 from megatron_lwz.rl.config import BatchingConfig
 from megatron_lwz.rl.loss import logprobs_from_logits
@@ -74,31 +74,6 @@ def test_dynamic_sampling_drops_zero_variance_groups():
     assert on.stats["groups_zero_variance_dropped"] == 1
     off = build_train_batch([flat, varied], adv, BatchingConfig(), pad_token_id=PAD)
     assert len(off) == 4
-
-
-def test_overlong_filter_and_none():
-    group = _group([_sample([1], [2, 3], finish="length"), _sample([1], [4])])
-    adv = torch.tensor([[1.0, -1.0]])
-    kept = build_train_batch([group], adv, BatchingConfig(overlong="none"), pad_token_id=PAD)
-    assert kept.truncated.tolist() == [True, False]
-    dropped = build_train_batch([group], adv, BatchingConfig(overlong="filter"), pad_token_id=PAD)
-    assert dropped.sample_index.tolist() == [1] and dropped.stats["samples_truncated_dropped"] == 1
-    assert dropped.tokens.shape == (1, 2)  # trimmed to the kept rows
-
-
-def test_soft_overlong_penalty_by_hand():
-    kw = dict(max_tokens=100, buffer_tokens=20, penalty_factor=1.0)
-    assert [soft_overlong_penalty(n, **kw) for n in (50, 80, 90, 100)] == [0.0, 0.0, -0.5, -1.0]
-    # (95 − 80) / 20 · 0.5
-    assert soft_overlong_penalty(95, max_tokens=100, buffer_tokens=20, penalty_factor=0.5) == -0.375
-    cfg = BatchingConfig(overlong="soft_penalty", overlong_buffer_tokens=20)
-    group = _group([_sample([1], [2] * 90, reward=0.8), _sample([1], [2] * 10, reward=0.8)])
-    out = apply_soft_overlong_penalty([group], cfg, max_tokens=100)
-    assert [s.rewards["length"] for s in out[0].samples] == pytest.approx([0.3, 0.8])
-    assert group.samples[0].rewards["length"] == 0.8  # inputs are not mutated
-    assert zero_variance_groups(out) == [False]
-    with pytest.raises(ValueError, match="overlong_penalty_component"):
-        apply_soft_overlong_penalty([group], BatchingConfig(overlong_penalty_component="nope"), max_tokens=100)
 
 
 def test_bad_inputs_raise_clear_errors():

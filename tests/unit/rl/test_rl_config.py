@@ -14,7 +14,7 @@ def test_defaults_follow_the_paper():
     cfg = LossConfig()
     assert (cfg.clip_eps_low, cfg.clip_eps_high, cfg.kl_coef) == (0.2, 0.2, 0.0)  # paper Eq. 1–2: ε = 0.2, β = 0
     assert cfg.aggregation == "token-mean" and cfg.dual_clip is None and not cfg.tis
-    assert BatchingConfig().overlong == "none" and not BatchingConfig().dynamic_sampling
+    assert not BatchingConfig().dynamic_sampling and BatchingConfig().num_minibatches == 1
 
 
 @pytest.mark.parametrize("cls, data, match", [
@@ -27,7 +27,7 @@ def test_defaults_follow_the_paper():
     (LossConfig, {"tis_cap": 0}, "tis_cap"),
     (LossConfig, {"clip_eps": 0.2}, "did you mean"),
     (BatchingConfig, {"num_minibatches": 0}, "num_minibatches"),
-    (BatchingConfig, {"overlong": "truncate"}, "overlong"),
+    (BatchingConfig, {"overlong": "filter"}, "unknown field"),  # overlong lives in reward.overlong
     (BatchingConfig, {"micro_token_budget": 0}, "micro_token_budget"),
 ])
 def test_validation_names_the_field(cls, data, match):
@@ -38,8 +38,8 @@ def test_validation_names_the_field(cls, data, match):
 def test_loads_from_plain_data():
     cfg = from_dict(LossConfig, {"aggregation": "seq-mean-token-sum-norm", "norm_length": 14000, "tis": True})
     assert cfg.norm_length == 14000 and cfg.logprob_source == "recompute"
-    batching = from_dict(BatchingConfig, {"overlong": "soft_penalty", "overlong_buffer_tokens": 4096})
-    assert batching.overlong_buffer_tokens == 4096
+    batching = from_dict(BatchingConfig, {"dynamic_sampling": True, "micro_token_budget": 4096})
+    assert batching.micro_token_budget == 4096 and batching.dynamic_sampling
 
 
 def test_every_field_has_a_docstring():
