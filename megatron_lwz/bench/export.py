@@ -3,7 +3,8 @@
 For each TP size a torchrun launch of :mod:`megatron_lwz.bench.export_worker` (TP = nproc, CPU/gloo
 or GPU/nccl) times, interleaved in the same process, (a) ``rollout.export.iter_hf_weights`` with
 every yielded tensor copied into preallocated HF-shaped engine buffers (what ``update_weights``
-does) and (b) one ``copy_`` of the same number of bytes into the same buffers. Reported per rank and
+does) and (b) ``copy_`` of the same number of bytes within those buffers (half ← half, twice).
+Reported per rank and
 transport: GB/s of both (bytes of the full HF model / median seconds) and their ratio; the issue's
 target is ratio ≥ 0.5 at TP = 1 and TP = 2 on CPU. At TP > 1 both transports of the export (shared
 memory, collectives) are timed and checked to produce bit-identical tensors.
@@ -139,7 +140,7 @@ def run_export_bench(cfg: ExportBenchConfig, progress: bool = True) -> BenchResu
              f"worst rank); x (CPU time) = the same with this process's CPU time (insensitive to other load)",
              f"target ≥ {TARGET_RATIO}: {'met' if summary['meets_target'] else 'NOT met'} — {heads}",
              "export+copy = iter_hf_weights with each tensor copied into preallocated engine buffers (update_weights); "
-             "memcpy = one copy_ of the same bytes into the same buffers",
+             "memcpy = copy_ of the same number of bytes within the same buffers (two half-size copies)",
              "transports: direct = TP1 zero-copy views of the parameters; shm = /dev/shm staging built per call (the "
              "CPU default); shm+staging = one ExportStaging kept across calls; collectives = gloo all-gather"]
     title = (f"export: Qwen2 h={cfg.hidden} L={cfg.layers} V={cfg.vocab} ({rows[0]['gbytes']:.2f} GB {cfg.dtype}), "

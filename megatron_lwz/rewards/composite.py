@@ -92,7 +92,7 @@ class RewardConfig:
     """Length RM (Eq. 3) settings."""
     format: FormatRewardConfig = field(default_factory=FormatRewardConfig)
     """Format RM settings."""
-    writing_answer_policy: AnswerPolicy = "strict"
+    writing_answer_policy: AnswerPolicy = "well_formed"
     """How the answer handed to the Writing RM is extracted ('' when there is none)."""
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
     """Truncated-sample policy."""

@@ -46,8 +46,14 @@ DEFAULT_L_MAX = 16_000
 PREDICTOR_MAX_UPPER = 12_000
 """The largest L_upper the paper's range-predictor prompt allows (paper.md §1.3, rule 3)."""
 
-AnswerPolicy = Literal["strict", "allow_unterminated", "whole_text"]
+AnswerPolicy = Literal["well_formed", "strict", "allow_unterminated", "whole_text"]
 """How ``extract_answer`` treats responses without a closed ``<answer>…</answer>``.
+
+* ``well_formed`` (default of the RL rewards): exactly one ``<answer>`` and one ``</answer>`` in the
+  response, and no think tag inside the answer; otherwise there is no answer (length 0, empty text for
+  the Writing RM). Beyond the paper: with ``strict``, a policy that repeats ``…</think> <answer>…``
+  segments was seen (CPU demo, step ~15) to inflate the Length RM and the Writing RM through the first
+  ``<answer>`` … last ``</answer>`` span while only the Format RM objected — 2 rewards to 1 in Eq. 5.
 
 * ``strict`` (default): only the first closed ``<answer>…</answer>`` counts (the regex of the
   LongWriter-Zero eval script, paper.md §6.3); otherwise there is no answer and its length is 0.
@@ -78,6 +84,13 @@ def extract_answer(response: str, policy: AnswerPolicy = "strict") -> str | None
 
     See ``AnswerPolicy`` for what happens without a closed answer block.
     """
+    if policy == "well_formed":
+        if response.count("<answer>") != 1 or response.count("</answer>") != 1:
+            return None
+        match = ANSWER_RE.search(response)
+        if match is None or "<think>" in match.group(1) or "</think>" in match.group(1):
+            return None
+        return match.group(1)
     match = ANSWER_RE.search(response)
     if match is not None:
         return match.group(1)
@@ -129,8 +142,8 @@ class LengthRewardConfig:
     """Absolute L_max in words: the over-length reward reaches 0 here (must exceed every L_upper)."""
     l_max_factor: float | None = None
     """If set (> 1), use the relative form L_max = l_max_factor × L_upper per prompt instead of l_max."""
-    answer_policy: AnswerPolicy = "strict"
-    """How the answer text is found; 'strict' = closed <answer>…</answer> only (see AnswerPolicy)."""
+    answer_policy: AnswerPolicy = "well_formed"
+    """How the answer text is found; 'well_formed' = the one closed <answer> block of a well-formed response."""
 
     def __post_init__(self) -> None:
         if self.l_max_factor is not None and not self.l_max_factor > 1.0:

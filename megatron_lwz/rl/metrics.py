@@ -31,7 +31,7 @@ def rollout_metrics(groups: Sequence[RolloutGroup], weights: dict[str, float]) -
     samples = [s for g in groups for s in g.samples]
     if not samples:
         return {}
-    answers = [answer_word_count(s.response_text, "strict") for s in samples]
+    answers = [answer_word_count(s.response_text, "well_formed") for s in samples]
     thinks = [count_words(m.group(1)) if (m := _THINK.search(s.response_text)) else 0 for s in samples]
     in_range = [s.prompt.length_lower <= a <= s.prompt.length_upper for s, a in zip(samples, answers)]
     totals = [total_reward(s, weights) for s in samples]
@@ -57,6 +57,6 @@ def dump_samples(groups: Sequence[RolloutGroup], path: Path, limit: int, step: i
                 "step": step, "prompt_id": s.prompt.prompt_id, "question": s.prompt.question,
                 "length_range": [s.prompt.length_lower, s.prompt.length_upper], "response": s.response_text,
                 "finish_reason": s.finish_reason, "response_tokens": len(s.response_token_ids),
-                "answer_words": answer_word_count(s.response_text, "strict"), "rewards": s.rewards,
+                "answer_words": answer_word_count(s.response_text, "well_formed"), "rewards": s.rewards,
                 "reward_failures": s.reward_failures,
             }, ensure_ascii=False) + "\n")
