@@ -14,7 +14,7 @@ def test_well_formed_is_the_default_for_rl_rewards():
 
 def test_repetition_hack_has_no_answer():
     assert extract_answer(HACK, "strict") is not None  # the eval-script regex takes the inflated span
-    assert answer_word_count(HACK, "strict") == 9
+    assert answer_word_count(HACK, "strict") == 13  # 9 words + the 4 tag names inside the span
     assert extract_answer(HACK, "well_formed") is None
     assert answer_word_count(HACK, "well_formed") == 0
 
