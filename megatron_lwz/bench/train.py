@@ -1,14 +1,15 @@
 """``lwz bench train``: engine throughput of TP/PP layouts against the TP = 1 baseline, same run.
 
-Two torchrun launches of :mod:`megatron_lwz.bench.train_worker`: the single-process ``tp1``
-baseline (which also writes the shared initial state), then every other layout on 2 processes
-(default ``tp2`` and ``pp2``, rebuilt one after another in the same launch). Each layout runs
-``warmup`` untimed and ``steps`` timed optimizer steps of ``engine.step.train_step`` on the same
-synthetic global batch (token-mean cross entropy of the pretraining loop). Reported: median step
-time, tokens/s, speedup and per-process efficiency vs TP1, achieved model GFLOP/s by the
-``bench.flops`` formula, and the first- and last-step loss differences to TP1 (the layouts must
-compute the same thing; > 1e-4 fails the run). The FLOPs lines evaluate the same formula for a real model
-(default Qwen2.5-32B at 32K): FLOPs/token, the attention share and the tokens/s/GPU for 40% MFU.
+Two launches of :mod:`megatron_lwz.bench.train_worker` (:mod:`megatron_lwz.bench.launch`): the
+single-process ``tp1`` baseline (which also writes the shared initial state), then every other
+layout on 2 processes (default ``tp2`` and ``pp2``, rebuilt one after another in the same launch).
+Each layout runs ``warmup`` untimed and ``steps`` timed optimizer steps of
+``engine.step.train_step`` on the same synthetic global batch (token-mean cross entropy of the
+pretraining loop). Reported: median step time, tokens/s, speedup and per-process efficiency vs
+TP1, achieved model GFLOP/s by the ``bench.flops`` formula, and the first- and last-step loss
+differences to TP1 (the layouts must compute the same thing; > 1e-4 fails the run). The FLOPs
+lines evaluate the same formula for a real model (default Qwen2.5-32B at 32K): FLOPs/token, the
+attention share and the tokens/s/GPU for 40% MFU.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Worker of ``lwz bench train``: timed optimizer steps of the engine for one or more layouts.
 
-One torchrun launch runs its layouts one after another on the same process group (megatron's
+One launch (torchrun, or ``bench.launch``) runs its layouts one after another on the same process group (megatron's
 model-parallel groups are rebuilt per layout, as in the parallel-equivalence tests). Every layout
 starts from the same full initial state (written by the ``--write-init`` launch, loaded into each
 layout's shards with ``checkpoint.full_state.load_full_state``) and trains on the same synthetic

@@ -75,7 +75,8 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["fp32", "bf16"], default=d.dtype, help="export (engine) dtype")
     p.add_argument("--bucket-mb", type=float, default=d.bucket_mb, help="export bucket size in MiB")
     p.add_argument("--repeats", type=int, default=d.repeats, help="timed runs of export and memcpy each")
-    p.add_argument("--no-collectives", action="store_true", help="TP > 1: skip timing the gloo/nccl transport")
+    p.add_argument("--collectives", action="store_true",
+                   help="TP > 1: also time the gloo/nccl transport and check it is bit-identical (more RAM)")
     p.add_argument("--threads", type=int, default=d.threads, help="OMP threads per rank")
 
 
@@ -87,7 +88,7 @@ def run_export_cli(args: argparse.Namespace) -> int:
 
     cfg = ExportBenchConfig(tp=args.tp, hidden=args.hidden, layers=args.layers, ffn=args.ffn, heads=args.heads,
                             kv_heads=args.kv_heads, vocab=args.vocab, dtype=args.dtype, bucket_mb=args.bucket_mb,
-                            repeats=args.repeats, collectives=not args.no_collectives, threads=args.threads)
+                            repeats=args.repeats, collectives=args.collectives, threads=args.threads)
     result = run_export_bench(cfg)
     emit(result)
     return 1 if result.summary["transports_identical"] is False else 0

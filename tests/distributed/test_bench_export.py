@@ -49,7 +49,7 @@ def test_bench_export_tp1_cli():
 
 
 def test_bench_export_tp2_transports_identical():
-    _, record = _bench("--tp", "2", *TINY)
+    _, record = _bench("--tp", "2", "--collectives", *TINY)
     _check_common(record, [2])
     assert {(r["rank"], r["transport"]) for r in record["rows"]} == {
         (rank, t) for rank in (0, 1) for t in ("shm", "shm+staging", "collectives")}

@@ -79,8 +79,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_parsing():
-    args = _parse(["export", "--tp", "1", "2", "--hidden", "64", "--no-collectives"])
-    assert args.which == "export" and args.tp == [1, 2] and args.hidden == 64 and args.no_collectives
+    args = _parse(["export", "--tp", "1", "2", "--hidden", "64", "--collectives"])
+    assert args.which == "export" and args.tp == [1, 2] and args.hidden == 64 and args.collectives
+    assert not _parse(["export"]).collectives
     args = _parse(["train", "--layouts", "tp2", "--steps", "2"])
     assert args.which == "train" and args.layouts == ["tp2"] and args.steps == 2
     assert _parse(["rewards", "--sizes", "100"]).sizes == [100]
