@@ -23,3 +23,11 @@ def shuffled_stream(num_items: int, seed: int, consumed: int, count: int) -> lis
         out += order[offset:offset + take]
         pos += take
     return out
+
+
+def record_skip(skipped: dict[str, int], examples: list[str], where: str, err: Exception, keep: int = 5) -> None:
+    """Count a malformed record by error kind and keep the first ``keep`` located messages."""
+    kind = type(err).__name__
+    skipped[kind] = skipped.get(kind, 0) + 1
+    if len(examples) < keep:
+        examples.append(f"{where}: {kind}: {err}")

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from megatron_lwz.data.stream import shuffled_stream
+from megatron_lwz.data.stream import record_skip, shuffled_stream
 from megatron_lwz.data.tokenizer import TokenizerConfig
 
 
@@ -78,10 +78,7 @@ def read_pairs(path: str | Path, tokenizer, cfg: RMDataConfig) -> PairSet:
             if chosen.strip() == rejected.strip():
                 raise ValueError("chosen and rejected are identical")
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            kind = type(err).__name__
-            out.skipped[kind] = out.skipped.get(kind, 0) + 1
-            if len(out.examples) < 5:
-                out.examples.append(f"{path}:{lineno}: {kind}: {err}")
+            record_skip(out.skipped, out.examples, f"{path}:{lineno}", err)
             continue
         out.chosen.append(encode_pair_side(tokenizer, prompt, chosen, cfg.max_length, cfg.max_prompt_tokens))
         out.rejected.append(encode_pair_side(tokenizer, prompt, rejected, cfg.max_length, cfg.max_prompt_tokens))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from megatron_lwz.data.stream import shuffled_stream
+from megatron_lwz.data.stream import record_skip, shuffled_stream
 from megatron_lwz.rollout.types import PromptRecord
 from megatron_lwz.rollout.templates import is_chinese
 
@@ -80,10 +80,7 @@ def load_prompts(cfg: PromptDataConfig) -> PromptSet:
         try:
             rec = _record(raw, lineno)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            kind = type(err).__name__
-            out.skipped[kind] = out.skipped.get(kind, 0) + 1
-            if len(out.examples) < 5:
-                out.examples.append(f"{path}:{lineno}: {kind}: {err}")
+            record_skip(out.skipped, out.examples, f"{path}:{lineno}", err)
             continue
         if cfg.drop_unfulfillable and rec.length_upper == 0:
             out.skipped["unfulfillable"] = out.skipped.get("unfulfillable", 0) + 1

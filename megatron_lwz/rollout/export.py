@@ -156,8 +156,9 @@ class ExportStaging:
     """The /dev/shm files of the shared-memory transport, shared by the TP×PP group.
 
     Every rank maps each file once (``mmap``; pages fault in once) and hands out per-bucket tensors
-    over the mapping (``torch.frombuffer``). A file is unlinked as soon as every rank has mapped it,
-    so a crash leaks nothing, and it is rewritten for a later bucket only when no rank still
+    over the mapping (``torch.frombuffer``). A file is unlinked at the end of the bucket that created
+    it (every rank has mapped it by then; only a crash inside that window leaves a
+    ``/dev/shm/lwz_export_*`` behind), and it is rewritten for a later bucket only when no rank still
     references a tensor of its previous bucket (``StorageWeakRef``, agreed on in the one all-reduce
     that ends every bucket): a consumer that keeps every tensor gets fresh files (the pool keeps at
     most ``_SHM_MAX_FILES``; older ones live on through their tensors), one that copies and drops them
