@@ -51,7 +51,7 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
                             console_keys=("reward/total/mean", "reward/format/mean", "rollout/length_in_range_frac"))
     ctx, policy, state = session.ctx, session.trainer, session.state
     rt = build_runtime(cfg, session)
-    sync_weights(policy, rt.engine, cfg.rollout)  # the engine starts from the trainer's weights
+    sync_weights(policy, rt.engine, cfg.rollout, rt.staging)  # the engine starts from the trainer's weights
     weights = cfg.reward.weight_vector()
     bar = tqdm(total=rl.num_steps, initial=state.step, desc="grpo", disable=not (ctx.is_rank0 and cfg.logging.progress))
     interrupted = False
@@ -79,7 +79,7 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
                 metrics.update({f"train/{k}": v for k, v in loss_metrics.items()})
                 metrics.update({"train/grad_norm": result.grad_norm, "train/lr": result.lr})
         with timed(times, "sync"):
-            metrics.update(sync_weights(policy, rt.engine, cfg.rollout))
+            metrics.update(sync_weights(policy, rt.engine, cfg.rollout, rt.staging))
         state.step += 1
         state.consumed_samples += rl.prompts_per_step
         tokens = sum(s.num_tokens for g in groups for s in g.samples)
@@ -94,5 +94,6 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
             interrupted = True
             break
     bar.close()
+    rt.staging.close()
     session.finish(PLOTS)
     return GRPOResult(run_dir=str(session.run_dir), steps=state.step, interrupted=interrupted)

@@ -175,13 +175,16 @@ def engine_dtype(engine, rollout_cfg) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(rollout_cfg.dtype, torch.float32)
 
 
-def sync_weights(trainer, engine, rollout_cfg) -> dict[str, float]:
-    """Push the trainer's weights into the rollout engine (every rank, in lockstep)."""
+def sync_weights(trainer, engine, rollout_cfg, staging=None) -> dict[str, float]:
+    """Push the trainer's weights into the rollout engine (every rank, in lockstep).
+
+    ``staging``: export buffers kept across syncs (``rollout.export.ExportStaging``), so a CPU sync
+    does not re-fault fresh shared-memory pages every iteration."""
     start = time.perf_counter()
     dtype = engine_dtype(engine, rollout_cfg)
     engine.wake()
     report = engine.update_weights(iter_hf_weights(trainer.unwrapped(), trainer.ctx, trainer.arch, dtype=dtype,
-                                                   bucket_bytes=rollout_cfg.bucket_bytes))
+                                                   bucket_bytes=rollout_cfg.bucket_bytes, staging=staging))
     seconds = time.perf_counter() - start
     nbytes = float(getattr(report, "num_bytes", 0) or 0)
     return {"time/sync_s": seconds, "sync/gbytes": nbytes / 1e9}

@@ -27,10 +27,11 @@ def _check(res: dict, tied: bool) -> None:
         assert r["names"] == sorted(expected)
 
 
-@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize("tied", [False, True], ids=["untied-collectives", "tied-shm"])
 def test_export_tp2_pp2(tmp_path, tied):
+    """Untied over gloo collectives (the GPU / multi-host path), tied over the CPU shared-memory path."""
     init = tmp_path / "init.pt"
-    flag = ["--tied"] if tied else []
+    flag = ["--tied"] if tied else ["--no-shm"]
     ref = torchrun(WORKER, 1, ["--layouts", "tp1", "--init", str(init), "--write-init", *flag], tmp_path / "one.json")
     out = torchrun(WORKER, 2, ["--layouts", "tp2,pp2", "--init", str(init), *flag], tmp_path / "two.json")
     _check({**ref, **out}, tied)

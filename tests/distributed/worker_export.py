@@ -63,7 +63,8 @@ def run_layout(name: str, args) -> dict:
     load_full_state(trainer.unwrapped(), torch.load(init_path), ctx, tied)
     arch = trainer.arch
     tokens = torch.randint(0, arch.vocab_size, (MBS, SEQ), generator=torch.Generator().manual_seed(3))
-    state = dict(iter_hf_weights(trainer.unwrapped(), ctx, arch, bucket_bytes=64 * 1024))
+    shm = False if args.no_shm else None  # False: the collectives path GPUs and multi-host runs use
+    state = dict(iter_hf_weights(trainer.unwrapped(), ctx, arch, bucket_bytes=64 * 1024, shm=shm))
     hf = hf_model(arch, state)
     ours = megatron_logits(trainer, tokens)[..., : arch.vocab_size]
     with torch.no_grad():
@@ -82,7 +83,7 @@ def run_layout(name: str, args) -> dict:
         def decode(self, ids): return " ".join(str(i) for i in ids) + " "
 
     engine = HFRolloutEngine(hf, Tok())
-    engine.update_weights(iter_hf_weights(trainer.unwrapped(), ctx, arch))
+    engine.update_weights(iter_hf_weights(trainer.unwrapped(), ctx, arch, shm=shm))
     after = megatron_logits(trainer, tokens)[..., : arch.vocab_size]
     with torch.no_grad():
         diff_after = (hf(tokens).logits - after).abs().max().item()
@@ -109,6 +110,7 @@ def run_layout(name: str, args) -> dict:
 def _extra(ap) -> None:
     ap.add_argument("--preset", default="tiny-gqa3")
     ap.add_argument("--tied", action="store_true")
+    ap.add_argument("--no-shm", action="store_true", help="export over collectives, not shared memory")
 
 
 if __name__ == "__main__":
