@@ -203,8 +203,10 @@ def hf_to_mcore(cfg: HfToMcoreConfig) -> Path:
                               layout={"tp": cfg.tp, "pp": cfg.pp, "dp": 1, "cp": 1, "vpp": None,
                                       "world_size": cfg.tp * cfg.pp})
 
+        chunks = built.chunks
+
         def save_fn(tmp: Path) -> None:
-            sd = model_sharded_state_dict(built.chunks)
+            sd = model_sharded_state_dict(chunks)
             sd.update(iteration=0, checkpoint_version=CHECKPOINT_VERSION)
             save_sharded(sd, tmp)
 
@@ -213,7 +215,7 @@ def hf_to_mcore(cfg: HfToMcoreConfig) -> Path:
             layout.write_meta(tmp, meta)
 
         final = staged_save(out, layout.RELEASE, layout.RELEASE, save_fn, finish_fn)
-        del built  # free the model before verification re-reads everything
+        del built, chunks  # free the model before verification re-reads everything
         if cfg.verify and ctx.is_rank0:
             report_verification(compare_hf_mcore(hf_dir, final, arch, progress=cfg.progress), hf_dir, final)
         ctx.barrier()
