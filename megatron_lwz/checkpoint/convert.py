@@ -215,7 +215,7 @@ def hf_to_mcore(cfg: HfToMcoreConfig) -> Path:
             layout.write_meta(tmp, meta)
 
         final = staged_save(out, layout.RELEASE, layout.RELEASE, save_fn, finish_fn)
-        del built, chunks  # free the model before verification re-reads everything
+        built = chunks = None  # free the model before verification re-reads everything
         if cfg.verify and ctx.is_rank0:
             report_verification(compare_hf_mcore(hf_dir, final, arch, progress=cfg.progress), hf_dir, final)
         ctx.barrier()
