@@ -13,9 +13,10 @@ from tqdm import tqdm
 
 from megatron_lwz.engine.session import start_session
 from megatron_lwz.engine.step import train_step
+from megatron_lwz.metrics.timing import timed
 from megatron_lwz.pretrain.config import PretrainJobConfig
 from megatron_lwz.pretrain.steps import (
-    StepTimer, build_data, evaluate, forward_lm, global_token_count, make_loss_fn, perf_metrics,
+    build_data, evaluate, forward_lm, global_token_count, make_loss_fn, perf_metrics,
 )
 
 PLOTS = {"pretrain_loss": ("train/loss", "eval/loss", "train/lr", "train/grad_norm", "perf/tokens_per_s")}
@@ -42,7 +43,8 @@ def run(cfg: PretrainJobConfig) -> PretrainResult:
     while state.step < t.train_steps:
         microbatches = next(data.train)
         tokens = global_token_count(microbatches, ctx)
-        with StepTimer() as timer:
+        times: dict[str, float] = {}
+        with timed(times, "step"):
             result = train_step(trainer, microbatches, forward_lm, make_loss_fn(tokens),
                                 seq_length=cfg.data.seq_length, micro_batch_size=t.micro_batch_size)
         state.step += 1
@@ -52,7 +54,7 @@ def run(cfg: PretrainJobConfig) -> PretrainResult:
         last = result.report["loss"]
         metrics = {"train/loss": last, "train/lr": result.lr, "train/grad_norm": result.grad_norm,
                    "train/skipped": float(result.skipped), "train/consumed_tokens": state.consumed_tokens,
-                   **perf_metrics(cfg, trainer, t.global_batch_size * cfg.data.seq_length, timer.seconds)}
+                   **perf_metrics(cfg, trainer, t.global_batch_size * cfg.data.seq_length, times["time/step_s"])}
         if t.eval_interval and state.step % t.eval_interval == 0:
             metrics["eval/loss"] = evaluate(trainer, data.valid, cfg, ctx)
         if state.step % cfg.logging.log_interval == 0 or state.step == t.train_steps:

@@ -7,7 +7,6 @@ split into micro-batches and DP ranks. The global token count is one all-reduce 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,12 +109,3 @@ def perf_metrics(cfg, trainer, tokens: float, seconds: float) -> dict[str, float
 
         out["perf/rss_gb"] = psutil.Process().memory_info().rss / 2**30
     return out
-
-
-class StepTimer:
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start

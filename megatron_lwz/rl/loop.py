@@ -9,13 +9,12 @@ rl/advantage.py, rewards/composite.py and rl/step.py.
 
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from megatron_lwz.engine.session import start_session
+from megatron_lwz.metrics.timing import timed
 from megatron_lwz.rl.advantage import advantages_for_groups
 from megatron_lwz.rl.batching import build_train_batch, split_minibatches
 from megatron_lwz.rl.job_config import GRPOJobConfig
@@ -36,13 +35,6 @@ class GRPOResult:
     run_dir: str
     steps: int
     interrupted: bool
-
-
-@contextlib.contextmanager
-def timed(times: dict, name: str):
-    start = time.perf_counter()
-    yield
-    times[f"time/{name}_s"] = time.perf_counter() - start
 
 
 def run(cfg: GRPOJobConfig) -> GRPOResult:
