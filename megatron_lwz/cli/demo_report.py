@@ -38,11 +38,16 @@ def report(out: Path, times: dict[str, float]) -> dict:
                       ("length_in_range", "rollout/length_in_range_frac")):
         first, last = first_last(grpo, key)
         summary[f"{name}_first5"], summary[f"{name}_last5"] = first, last
-    summary["grpo_steps"] = len(grpo)
+    for name, key in (("heldout_reward", "eval/reward/total/mean"), ("heldout_format", "eval/reward/format/mean"),
+                      ("heldout_in_range", "eval/rollout/length_in_range_frac")):
+        values = _series(grpo, key)  # before the first update and after the last (rl.eval)
+        summary[f"{name}_first"], summary[f"{name}_last"] = (_mean(values[:1]), _mean(values[-1:])) if values else (None, None)
+    summary["grpo_steps"] = sum("reward/total/mean" in r for r in grpo)
     summary["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
     plot = plot_metrics(out / "grpo" / "metrics.jsonl", out / "demo_summary.png",
                         ("reward/total/mean", "reward/length/mean", "reward/writing/mean", "reward/format/mean",
-                         "rollout/length_in_range_frac", "rollout/answer_words/mean"), title="GRPO (CPU demo)")
+                         "rollout/length_in_range_frac", "rollout/answer_words/mean", "eval/reward/total/mean"),
+                        title="GRPO (CPU demo)")
     summary["plot"] = str(plot)
     summary["run_dir"] = str(out)
     _print_table(summary)
@@ -56,7 +61,10 @@ def _print_table(s: dict) -> None:
             ("GRPO length reward", s["length_mean_first5"], s["length_mean_last5"]),
             ("GRPO writing reward", s["writing_mean_first5"], s["writing_mean_last5"]),
             ("GRPO format reward", s["format_mean_first5"], s["format_mean_last5"]),
-            ("answers in length range", s["length_in_range_first5"], s["length_in_range_last5"])]
+            ("answers in length range", s["length_in_range_first5"], s["length_in_range_last5"]),
+            ("held-out total reward (greedy, step 0 / last)", s["heldout_reward_first"], s["heldout_reward_last"]),
+            ("held-out format reward", s["heldout_format_first"], s["heldout_format_last"]),
+            ("held-out answers in length range", s["heldout_in_range_first"], s["heldout_in_range_last"])]
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     print("\n| stage / metric | first | last |\n|---|---|---|")
     for name, first, last in rows:

@@ -15,6 +15,12 @@ from typing import Mapping
 from megatron_lwz.config.schema import LoggingConfig
 
 
+def _label(key: str) -> str:
+    """Console name of a metric: its last path part, or the one before a statistic ('reward/total/mean' → 'total')."""
+    parts = key.split("/")
+    return parts[-2] if len(parts) > 1 and parts[-1] in ("mean", "std", "min", "max") else parts[-1]
+
+
 class MetricLogger:
     """Writes every logged step to JSONL and tensorboard; prints a compact line to the console."""
 
@@ -43,7 +49,7 @@ class MetricLogger:
             for key, value in clean.items():
                 self._writer.add_scalar(key, value, step)
         if echo and self.console_keys:
-            shown = " ".join(f"{k.split('/')[-1]}={clean[k]:.4g}" for k in self.console_keys if k in clean)
+            shown = " ".join(f"{_label(k)}={clean[k]:.4g}" for k in self.console_keys if k in clean)
             print(f"step {step:5d} | {shown}", flush=True)
 
     def close(self, plot_groups: Mapping[str, tuple[str, ...]] | None = None) -> list[Path]:

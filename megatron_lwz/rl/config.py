@@ -89,3 +89,39 @@ class BatchingConfig:
             raise ConfigError(f"batching.num_minibatches: must be ≥ 1, got {self.num_minibatches}")
         if self.micro_token_budget < 1:
             raise ConfigError(f"batching.micro_token_budget: must be ≥ 1, got {self.micro_token_budget}")
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Held-out evaluation during GRPO (verl's ``val_before_train`` + ``test_freq``): the current policy
+    answers a fixed prompt set before the first update, every ``interval`` iterations and after the
+    last; answers are scored by the same reward components, each as written (truncated ones too), and
+    logged as ``eval/…``. Unlike the training reward, the prompts do not change between evaluations,
+    so the curve shows the policy's progress rather than which prompts were drawn."""
+
+    path: str | None = None
+    """Held-out prompt file (same format as ``prompts.path``); null = no evaluation."""
+    interval: int = 10
+    """Evaluate when the iteration count is a multiple of this (0 = only before the first and after the last)."""
+    max_prompts: int | None = 64
+    """First N usable held-out prompts (null = all)."""
+    samples_per_prompt: int = 1
+    """Answers per prompt."""
+    temperature: float = 0.0
+    """Sampling temperature of the evaluation (0 = greedy, vLLM/verl's validation default)."""
+    seed: int = 4321
+    """Sampling seed (the same every evaluation, so only the policy changes)."""
+
+    def __post_init__(self) -> None:
+        if self.interval < 0:
+            raise ConfigError(f"rl.eval.interval: must be ≥ 0, got {self.interval}")
+        if self.samples_per_prompt < 1:
+            raise ConfigError(f"rl.eval.samples_per_prompt: must be ≥ 1, got {self.samples_per_prompt}")
+        if self.temperature < 0:
+            raise ConfigError(f"rl.eval.temperature: must be ≥ 0 (0 = greedy), got {self.temperature}")
+
+    def due(self, step: int, num_steps: int) -> bool:
+        """Whether the policy after ``step`` updates is evaluated."""
+        if self.path is None:
+            return False
+        return step in (0, num_steps) or (self.interval > 0 and step % self.interval == 0)

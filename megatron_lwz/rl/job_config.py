@@ -10,7 +10,7 @@ from megatron_lwz.config.schema import (
 )
 from megatron_lwz.data.tokenizer import TokenizerConfig
 from megatron_lwz.rewards.composite import RewardConfig
-from megatron_lwz.rl.config import BatchingConfig, LossConfig
+from megatron_lwz.rl.config import BatchingConfig, EvalConfig, LossConfig
 from megatron_lwz.rl.prompts import PromptDataConfig
 from megatron_lwz.rollout.config import RolloutConfig
 
@@ -41,6 +41,8 @@ class GRPOConfig:
     """Mini-batches per rollout, micro-batch token budget, dynamic sampling."""
     dump_samples: int = 16
     """Rollout samples written to <run_dir>/rollouts/step_XXXXX.jsonl per step (-1 = all)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out evaluation (off unless ``rl.eval.path`` is set)."""
 
 
 @dataclass(kw_only=True)

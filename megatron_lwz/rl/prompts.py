@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from megatron_lwz.config.base import ConfigError
 from megatron_lwz.data.stream import record_skip, shuffled_stream
 from megatron_lwz.rollout.types import PromptRecord
 from megatron_lwz.rollout.templates import is_chinese
@@ -33,6 +34,12 @@ class PromptDataConfig:
     """Drop records whose range is [0, 0] (the predictor's 'cannot be fulfilled / too long')."""
     shuffle_seed: int = 1234
     """Seed of the per-epoch shuffle."""
+    max_prompts: int | None = None
+    """Keep only the first N usable records (a fixed subset: smoke tests, the CPU demo); null = all."""
+
+    def __post_init__(self) -> None:
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ConfigError(f"prompts.max_prompts: must be ≥ 1 or null, got {self.max_prompts}")
 
 
 @dataclass
@@ -86,6 +93,8 @@ def load_prompts(cfg: PromptDataConfig) -> PromptSet:
             out.skipped["unfulfillable"] = out.skipped.get("unfulfillable", 0) + 1
             continue
         out.records.append(rec)
+        if cfg.max_prompts is not None and len(out.records) == cfg.max_prompts:
+            break
     if not out.records:
         raise ValueError(f"{path}: no usable prompts ({out.skipped}); examples: {out.examples}")
     return out

@@ -28,6 +28,8 @@ class RLRuntime:
     scorer: RewardScorer
     prompts: list[PromptRecord]
     reference: Trainer | None
+    evaluator: Any = None
+    """Held-out evaluation (``rl.evaluate.Evaluator``; inert without ``rl.eval.path``)."""
     staging: Any = None
     """Shared-memory export buffers kept across weight syncs (CPU, one host); see rollout.export."""
 
@@ -85,8 +87,9 @@ def build_runtime(cfg, session) -> RLRuntime:
     prompt_set = load_prompts(cfg.prompts)
     if ctx.is_rank0 and prompt_set.skipped:
         print(f"prompts: skipped {prompt_set.skipped}; e.g. {prompt_set.examples[:3]}", flush=True)
+    from megatron_lwz.rl.evaluate import Evaluator
     from megatron_lwz.rollout.export import ExportStaging
 
     return RLRuntime(tokenizer=tokenizer, engine=engine, engine_kind=kind,
                      scorer=RewardScorer(cfg.reward, score_writing=writing), prompts=prompt_set.records,
-                     reference=reference, staging=ExportStaging())
+                     reference=reference, evaluator=Evaluator(cfg, engine, kind, ctx, writing), staging=ExportStaging())

@@ -34,17 +34,19 @@ def sampling_params(cfg, step: int, dp_rank: int) -> SamplingParams:
                           stop=list(rl.stop), seed=rl.seed + step + 1000 * dp_rank, logprobs=True)
 
 
-def rollout(engine, engine_kind: str, prompts: list[PromptRecord], cfg, step: int, ctx) -> list[RolloutGroup]:
-    """Generate ``rl.group_size`` samples per prompt; identical groups on every rank afterwards."""
+def rollout(engine, engine_kind: str, prompts: list[PromptRecord], cfg, step: int, ctx,
+            params=sampling_params) -> list[RolloutGroup]:
+    """Generate ``params(cfg, step, dp_rank).n`` samples per prompt (default: the training rollout's
+    ``rl.group_size``); identical groups on every rank afterwards."""
     texts = [format_prompt(p.question, cfg.prompts.template) for p in prompts]
     if engine_kind == "vllm":
-        groups = engine.generate(prompts, texts, sampling_params(cfg, step, 0)) if ctx.is_rank0 else None
+        groups = engine.generate(prompts, texts, params(cfg, step, 0)) if ctx.is_rank0 else None
         holder = [groups]
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
     per = (len(prompts) + ctx.dp - 1) // ctx.dp
     lo, hi = min(len(prompts), ctx.dp_rank * per), min(len(prompts), (ctx.dp_rank + 1) * per)
-    mine = engine.generate(prompts[lo:hi], texts[lo:hi], sampling_params(cfg, step, ctx.dp_rank)) if hi > lo else []
+    mine = engine.generate(prompts[lo:hi], texts[lo:hi], params(cfg, step, ctx.dp_rank)) if hi > lo else []
     if ctx.dp == 1:
         return mine
     parts: list = [None] * ctx.dp
@@ -205,3 +207,13 @@ def set_old_logprobs(trainer, plans: list[list[dict]], cfg, reference=None) -> d
         return logprob_gap([mb for plan in plans for mb in plan], trainer.ctx)
     return {}
 
+
+
+def check_logprob_gap(metrics: dict[str, float], rollout_cfg, step: int) -> None:
+    """Raise ``WeightSyncMismatch`` when verification is due and the mean rollout-vs-trainer gap is too large."""
+    from megatron_lwz.rollout.verify import WeightSyncMismatch
+
+    gap = metrics.get("rollout/logprob_gap_mean", 0.0)
+    if rollout_cfg.should_verify(step) and gap > rollout_cfg.verify_threshold:
+        raise WeightSyncMismatch(f"step {step}: mean |rollout − trainer| log-prob gap {gap:.3g} > "
+                                 f"rollout.verify_threshold={rollout_cfg.verify_threshold} (wrong weights?)")

@@ -19,7 +19,9 @@ def _args(demo, steps: int) -> list[str]:
             "checkpoint.load_dir=null", "checkpoint.save_interval=1", "writing_rm.checkpoint=null",
             "reward.components=[length,format]", f"rl.num_steps={steps}", "rl.prompts_per_step=2",
             "rl.group_size=4", "rl.max_tokens=12", "reward.overlong.max_response_tokens=12",
-            "reward.overlong.buffer_tokens=4", f"logging.run_dir={demo}/grpo", "logging.progress=false"]
+            "reward.overlong.buffer_tokens=4", f"logging.run_dir={demo}/grpo", "logging.progress=false",
+            f"rl.eval.path={demo}/data/rl_prompts_heldout.jsonl", "rl.eval.max_prompts=3", "rl.eval.interval=0",
+            "prompts.max_prompts=5"]
 
 
 def test_grpo_run_directory_and_resume(demo_data):
@@ -37,15 +39,22 @@ def test_grpo_run_directory_and_resume(demo_data):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     for key in ("reward/length/mean", "reward/format/mean", "rollout/truncated_frac", "train/entropy_mean",
                 "train/grad_norm", "time/rollout_s", "time/train_s", "time/sync_s", "perf/tokens_per_s"):
-        assert key in rows[-1], key
-    assert rows[0]["rollout/logprob_gap_mean"] < 1e-4, "rollout engine and trainer disagree"
+        assert key in rows[-2], key  # the last row is the final evaluation
+    train_rows = [r for r in rows if "reward/total/mean" in r]
+    assert train_rows[0]["rollout/logprob_gap_mean"] < 1e-4, "rollout engine and trainer disagree"
+    # Held-out evaluation before the first and after the last update, its answers dumped.
+    evals = [r for r in rows if "eval/reward/total/mean" in r]
+    assert [r["step"] for r in evals] == [0, 2] and all(r["eval/rollout/num_samples"] == 3 for r in evals)
+    assert {"eval/reward/length/mean", "eval/reward/format/mean", "eval/rollout/length_in_range_frac"} <= set(evals[0])
+    assert sorted(p.name for p in (run / "eval").glob("*.jsonl")) == ["step_00000.jsonl", "step_00002.jsonl"]
+    assert (run / "grpo_eval.png").is_file()
     # Resume: one more iteration continues at step 3 with the stored prompt position.
     proc = lwz("grpo", *_args(demo_data, 3), env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "resumed from" in proc.stdout and "at step 2" in proc.stdout
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]
-    records = load_prompts(PromptDataConfig(path=str(demo_data / "data" / "rl_prompts.jsonl"))).records
-    expected = {p.prompt_id for p in prompt_batch(records, 1234, 4, 2)}  # prompts 4..5 of the stream
+    assert steps == [0, 1, 2, 2, 3, 3]  # eval 0, train 1–2, eval 2 | resumed: train 3, eval 3
+    records = load_prompts(PromptDataConfig(path=str(demo_data / "data" / "rl_prompts.jsonl"), max_prompts=5)).records
+    expected = {p.prompt_id for p in prompt_batch(records, 1234, 4, 2)}  # prompts 4..5: the 2nd epoch begins
     got = {json.loads(line)["prompt_id"] for line in (run / "rollouts" / "step_00003.jsonl").read_text().splitlines()}
     assert got == expected

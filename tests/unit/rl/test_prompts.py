@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from megatron_lwz.config.base import ConfigError
 from megatron_lwz.rl.prompts import PromptDataConfig, load_prompts, prompt_batch
 
 
@@ -38,3 +39,14 @@ def test_empty_file_is_a_clear_error(tmp_path):
     path.write_text("\n")
     with pytest.raises(ValueError, match="no usable prompts"):
         load_prompts(PromptDataConfig(path=str(path)))
+
+
+def test_max_prompts_keeps_the_first_usable_records(tmp_path):
+    path = tmp_path / "p.jsonl"
+    rows = ["{bad"] + [json.dumps({"prompt_id": f"p{i}", "question": f"Write {i}", "length_lower": 1,
+                                   "length_upper": 9}) for i in range(10)]
+    path.write_text("\n".join(rows) + "\n")
+    got = load_prompts(PromptDataConfig(path=str(path), max_prompts=4))
+    assert [r.prompt_id for r in got.records] == ["p0", "p1", "p2", "p3"] and got.skipped == {"JSONDecodeError": 1}
+    with pytest.raises(ConfigError, match="prompts.max_prompts"):
+        PromptDataConfig(path=str(path), max_prompts=0)

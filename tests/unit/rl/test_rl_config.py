@@ -7,7 +7,7 @@ import pytest
 
 from megatron_lwz.config.base import ConfigError, from_dict
 from megatron_lwz.rl import config as rl_config
-from megatron_lwz.rl.config import BatchingConfig, LossConfig
+from megatron_lwz.rl.config import BatchingConfig, EvalConfig, LossConfig
 
 
 def test_defaults_follow_the_paper():
@@ -29,6 +29,9 @@ def test_defaults_follow_the_paper():
     (BatchingConfig, {"num_minibatches": 0}, "num_minibatches"),
     (BatchingConfig, {"overlong": "filter"}, "unknown field"),  # overlong lives in reward.overlong
     (BatchingConfig, {"micro_token_budget": 0}, "micro_token_budget"),
+    (EvalConfig, {"interval": -1}, "rl.eval.interval"),
+    (EvalConfig, {"samples_per_prompt": 0}, "rl.eval.samples_per_prompt"),
+    (EvalConfig, {"temperature": -0.5}, "rl.eval.temperature"),
 ])
 def test_validation_names_the_field(cls, data, match):
     with pytest.raises(ConfigError, match=match):
@@ -49,3 +52,10 @@ def test_every_field_has_a_docstring():
         for f in dataclasses.fields(cls):
             i = next(k for k, line in enumerate(lines) if line.strip().startswith(f"{f.name}:"))
             assert lines[i + 1].strip().startswith('"""'), f"{cls.__name__}.{f.name} has no docstring"
+
+
+def test_eval_is_due_before_the_first_update_every_interval_and_after_the_last():
+    assert [s for s in range(21) if EvalConfig(path="p.jsonl", interval=5).due(s, 20)] == [0, 5, 10, 15, 20]
+    assert [s for s in range(8) if EvalConfig(path="p.jsonl", interval=0).due(s, 7)] == [0, 7]
+    assert [s for s in range(8) if EvalConfig(path="p.jsonl", interval=3).due(s, 7)] == [0, 3, 6, 7]
+    assert not any(EvalConfig(interval=1).due(s, 5) for s in range(6))  # no path: never
