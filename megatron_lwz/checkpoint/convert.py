@@ -169,7 +169,8 @@ def _build_filled_model(cfg: HfToMcoreConfig, arch: ModelArch, pcfg, ctx, split:
         # One process builds TP=1 but pads the vocab for the target TP (the stored shapes match).
         divisible = cfg.make_vocab_size_divisible_by * (1 if split else cfg.tp)
         model_cfg = ModelConfig(hf_config=str(hf_dir), make_vocab_size_divisible_by=divisible, layer_spec="local")
-        built = build_model(model_cfg, pcfg, PrecisionConfig(dtype=_PRECISION[dtype]), ctx, arch=arch)
+        built = build_model(model_cfg, pcfg, PrecisionConfig(dtype=_PRECISION[dtype]), ctx, arch=arch,
+                            initialize=False)  # every tensor is filled from the HF files below
         for chunk in built.chunks:
             fill_chunk(chunk, reader, arch, built.padded_vocab_size, ctx, cfg.progress and ctx.is_rank0)
     return built, dtype

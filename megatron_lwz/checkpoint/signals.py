@@ -28,6 +28,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -38,6 +39,27 @@ from typing import Any, Iterable
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def shield_children(signals: Iterable[int] = (signal.SIGUSR1,)):
+    """Processes started inside the block never see ``signals``; this process gets them afterwards.
+
+    The signals are blocked (``pthread_sigmask``) for the block: a blocked mask survives fork and exec
+    (POSIX), so helper processes spawned here — vLLM's engine core and workers — keep them blocked
+    and cannot die of the SIGUSR1 that ``sbatch --signal=USR1@N`` sends to every process of the step,
+    while a signal meant for the trainer stays pending and is delivered when the block ends (nothing
+    is lost, unlike ``SIG_IGN``). No-op outside the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blocked = set(signals)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class PreemptionWatcher:

@@ -22,8 +22,11 @@ def resolve_dtype(precision: PrecisionConfig) -> torch.dtype:
 
 
 def to_transformer_config(arch: Any, model: Any, parallel: ParallelConfig, precision: PrecisionConfig,
-                          use_te: bool) -> Any:
-    """ModelArch + ModelConfig + parallel/precision → ``megatron.core.transformer.TransformerConfig``."""
+                          use_te: bool, initialize: bool = True) -> Any:
+    """ModelArch + ModelConfig + parallel/precision → ``megatron.core.transformer.TransformerConfig``.
+
+    ``initialize=False`` skips the random init (``perform_initialization``): for models whose every
+    weight is overwritten right away (checkpoint conversion), where a 72B init costs minutes."""
     import torch.nn.functional as F
     from megatron.core.transformer import TransformerConfig
 
@@ -52,7 +55,7 @@ def to_transformer_config(arch: Any, model: Any, parallel: ParallelConfig, preci
         context_parallel_size=parallel.context_parallel, sequence_parallel=parallel.sequence_parallel,
         params_dtype=dtype, pipeline_dtype=dtype, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         use_cpu_initialization=not torch.cuda.is_available(), deallocate_pipeline_outputs=False,
-        **extra,
+        perform_initialization=initialize, **extra,
     )
 
 

@@ -30,7 +30,7 @@ def plot_metrics(jsonl: str | Path, out_png: str | Path, keys: Sequence[str], *,
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, marker="." if len(xs) < 60 else None, linewidth=1.2)
-        ax.set_ylabel(key.split("/", 1)[-1], fontsize=8)
+        ax.set_ylabel(key if key.startswith("eval/") else key.split("/", 1)[-1], fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")
     if title:

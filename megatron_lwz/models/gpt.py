@@ -56,13 +56,14 @@ class BuiltModel:
 
 
 def build_model(model: ModelConfig, parallel: ParallelConfig, precision: PrecisionConfig,
-                ctx: ParallelContext, arch: ModelArch | None = None) -> BuiltModel:
-    """Build this rank's GPTModel chunk(s); random init from ``parallel.seed`` (megatron RNG tracker)."""
+                ctx: ParallelContext, arch: ModelArch | None = None, initialize: bool = True) -> BuiltModel:
+    """Build this rank's GPTModel chunk(s); random init from ``parallel.seed`` (megatron RNG tracker),
+    or uninitialised storage with ``initialize=False`` (every weight must be written before use)."""
     from megatron.core.models.gpt import GPTModel
 
     arch = arch or resolve(model)
     use_te = use_transformer_engine(model)
-    tconfig = to_transformer_config(arch, model, parallel, precision, use_te)
+    tconfig = to_transformer_config(arch, model, parallel, precision, use_te, initialize)
     spec = layer_spec(use_te)
     vocab = padded_vocab_size(arch.vocab_size, model.make_vocab_size_divisible_by, ctx.tp)
     num_chunks = ctx.vpp or 1

@@ -3,6 +3,11 @@
 ``score_texts`` is what GRPO calls: (prompt, answer) pairs → one scalar each, computed on the same
 allocation as the policy. Each DP rank scores a contiguous share; scores are all-gathered so every
 rank returns the full list.
+
+Scale: Eq. 4 only sees score differences between two answers to the same prompt, so a trained RM's
+scores carry an arbitrary per-prompt offset (the demo RM gives ≈ +2.4 on English and ≈ −0.8 on Chinese
+prompts for answers of similar quality). GRPO is unaffected (Eq. 5 normalises within each group);
+comparisons over time need a fixed prompt set (``rl.eval``).
 """
 
 from __future__ import annotations

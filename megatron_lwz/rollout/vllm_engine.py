@@ -57,6 +57,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
+from megatron_lwz.checkpoint.signals import shield_children
 from megatron_lwz.rollout.config import RolloutConfig
 from megatron_lwz.rollout.hf_engine import (
     TokenizerLike, WeightSyncReport, expected_hf_parameters, resolve_dtype)
@@ -216,13 +217,14 @@ class VLLMRolloutEngine:
         # IPC handles cross the msgpack boundary to our own engine-core process (module docstring).
         os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         cfg = self.cfg
-        return LLM(  # entrypoints/llm.py:177; EngineArgs fields engine/arg_utils.py:515-866
-            model=str(model_path), tokenizer=str(model_path), dtype=cfg.dtype, seed=seed,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
-            enable_prefix_caching=cfg.enable_prefix_caching, enforce_eager=cfg.enforce_eager,
-            enable_sleep_mode=True, load_format="dummy", logprobs_mode=cfg.logprobs_mode,
-            weight_transfer_config={"backend": cfg.weight_transfer_backend})
+        with shield_children():  # the engine-core / worker processes must not die of the trainer's SIGUSR1
+            return LLM(  # entrypoints/llm.py:177; EngineArgs fields engine/arg_utils.py:515-866
+                model=str(model_path), tokenizer=str(model_path), dtype=cfg.dtype, seed=seed,
+                tensor_parallel_size=cfg.tensor_parallel_size,
+                gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
+                enable_prefix_caching=cfg.enable_prefix_caching, enforce_eager=cfg.enforce_eager,
+                enable_sleep_mode=True, load_format="dummy", logprobs_mode=cfg.logprobs_mode,
+                weight_transfer_config={"backend": cfg.weight_transfer_backend})
 
     def _ensure_sender(self) -> Any:
         if self._sender is not None:
