@@ -72,8 +72,9 @@ def validate_precision(model: ModelConfig, parallel: ParallelConfig, precision: 
 
 
 def validate_batch(parallel_dp: int, micro_batch_size: int, global_batch_size: int, seq_length: int,
-                   arch: Any, vpp: int | None, pp: int) -> int:
-    """Batch-shape rules; returns micro-batches per step per DP rank."""
+                   arch: Any, vpp: int | None, pp: int, seq_multiple: int = 1) -> int:
+    """Batch-shape rules; returns micro-batches per step per DP rank. ``seq_multiple``: TP when
+    sequence parallelism shards the tokens over the TP ranks."""
     if global_batch_size % (micro_batch_size * parallel_dp):
         raise ConfigError(f"train.global_batch_size={global_batch_size} must be a multiple of "
                           f"micro_batch_size×DP = {micro_batch_size}×{parallel_dp}")
@@ -81,6 +82,9 @@ def validate_batch(parallel_dp: int, micro_batch_size: int, global_batch_size: i
     if vpp and num_micro < pp:
         raise ConfigError(f"train.global_batch_size={global_batch_size} gives {num_micro} micro-batches per rank; "
                           f"interleaved pipelining needs ≥ PP={pp}")
+    if seq_length % seq_multiple:
+        raise ConfigError(f"sequence length {seq_length} must be a multiple of parallel.tensor_parallel={seq_multiple} "
+                          "with parallel.sequence_parallel (the tokens are split over the TP ranks)")
     if seq_length > arch.max_position_embeddings:
         raise ConfigError(f"sequence length {seq_length} exceeds model.max_position_embeddings="
                           f"{arch.max_position_embeddings}; raise it or shorten the sequences")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from megatron_lwz.config.base import to_dict
 from megatron_lwz.config.schema import CheckpointConfig
-from megatron_lwz.config.validate import validate_model_parallel
+from megatron_lwz.config.validate import validate_batch, validate_model_parallel
 from megatron_lwz.engine.trainer import Trainer, build_trainer
 from megatron_lwz.metrics.logger import MetricLogger
 from megatron_lwz.metrics.run_dir import prepare_run_dir
@@ -66,8 +66,12 @@ class Session:
 
 
 def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
-                  post_build: Callable | None = None, arch=None, tokenizer_dir: str | None = None) -> Session:
+                  post_build: Callable | None = None, arch=None, tokenizer_dir: str | None = None,
+                  seq_length: int | None = None) -> Session:
     """Validate → init parallel → run dir → trainer → resume/initial weights → logger + watcher.
+
+    ``seq_length``: jobs with fixed batches (``cfg.train``) pass their sequence length and the batch
+    rules (``validate_batch``) are checked once DP is known.
 
     ``tokenizer_dir``: stored with every checkpoint (``hf/``) so ``mcore-to-hf`` restores the tokenizer;
     a converted initial checkpoint's own ``hf/`` assets take precedence.
@@ -77,7 +81,11 @@ def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
     from megatron_lwz.checkpoint.signals import PreemptionWatcher
 
     arch = arch or resolve(cfg.model)
-    validate_model_parallel(arch, cfg.model, cfg.parallel, cfg.precision, detect().world_size)
+    dp = validate_model_parallel(arch, cfg.model, cfg.parallel, cfg.precision, detect().world_size)
+    if seq_length is not None:
+        p = cfg.parallel
+        validate_batch(dp, cfg.train.micro_batch_size, cfg.train.global_batch_size, seq_length, arch,
+                       p.virtual_pipeline_parallel, p.pipeline_parallel, p.tensor_parallel if p.sequence_parallel else 1)
     ctx = parallel.init(cfg.parallel)
     run_dir = prepare_run_dir(cfg.logging.run_dir, cfg, is_rank0=ctx.is_rank0)
     trainer = build_trainer(model=cfg.model, parallel=cfg.parallel, precision=cfg.precision, optim=cfg.optim,

@@ -45,6 +45,11 @@ class Trainer:
     def config(self) -> Any:
         return self.built.transformer_config
 
+    @property
+    def seq_multiple(self) -> int:
+        """Sequence lengths must be a multiple of this: TP with sequence parallelism (sharded over tokens)."""
+        return self.ctx.tp if self.config.sequence_parallel else 1
+
     def unwrapped(self) -> list:
         from megatron_lwz.checkpoint.full_state import unwrap
 

@@ -142,7 +142,11 @@ def resolve(cfg: ModelConfig) -> ModelArch:
     return arch
 
 
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is ≥ ``n``."""
+    return -(-n // multiple) * multiple
+
+
 def padded_vocab_size(vocab_size: int, divisible_by: int, tp: int) -> int:
     """Pad the vocabulary to a multiple of ``divisible_by × TP`` (Megatron's convention)."""
-    multiple = divisible_by * tp
-    return ((vocab_size + multiple - 1) // multiple) * multiple
+    return round_up(vocab_size, divisible_by * tp)

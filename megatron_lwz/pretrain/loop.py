@@ -34,7 +34,7 @@ class PretrainResult:
 def run(cfg: PretrainJobConfig) -> PretrainResult:
     t = cfg.train
     session = start_session(cfg, tokenizer_dir=cfg.data.tokenizer.path, total_steps=t.train_steps,
-                            console_keys=("train/loss", "train/lr", "perf/tokens_per_s"))
+                            console_keys=("train/loss", "train/lr", "perf/tokens_per_s"), seq_length=cfg.data.seq_length)
     ctx, trainer, state = session.ctx, session.trainer, session.state
     data = build_data(cfg, ctx, consumed_samples=state.consumed_samples)
     first = last = None

@@ -17,6 +17,7 @@ import torch
 
 from megatron_lwz.data.stream import record_skip, shuffled_stream
 from megatron_lwz.data.tokenizer import TokenizerConfig
+from megatron_lwz.models.presets import round_up
 
 
 def rm_input(prompt: str, answer: str) -> str:
@@ -88,9 +89,11 @@ def read_pairs(path: str | Path, tokenizer, cfg: RMDataConfig) -> PairSet:
     return out
 
 
-def pad_batch(seqs: Sequence[list[int]], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:
-    """Right-pad to ``length`` (default: the longest): tokens (B, T), position_ids (B, T), lengths (B,)."""
-    length = length or max(len(s) for s in seqs)
+def pad_batch(seqs: Sequence[list[int]], pad_id: int, length: int | None = None,
+              multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Right-pad to ``length`` (default: the longest, rounded up to ``multiple`` — TP under sequence
+    parallelism): tokens (B, T), position_ids (B, T), lengths (B,)."""
+    length = length or round_up(max(len(s) for s in seqs), multiple)
     tokens = torch.full((len(seqs), length), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         tokens[i, : len(s)] = torch.tensor(s[:length], dtype=torch.long)
@@ -100,7 +103,7 @@ def pad_batch(seqs: Sequence[list[int]], pad_id: int, length: int | None = None)
 
 
 def pair_microbatches(pairs: PairSet, indices: Sequence[int], micro_batch_size: int, pad_id: int,
-                      fixed_length: int | None) -> list[dict[str, torch.Tensor]]:
+                      fixed_length: int | None, multiple: int = 1) -> list[dict[str, torch.Tensor]]:
     """Micro-batches whose rows are [chosen_1..chosen_s, rejected_1..rejected_s] (s rows per side).
 
     With ``fixed_length`` (pipeline parallelism: every micro-batch must have one shape) a short last
@@ -113,7 +116,7 @@ def pair_microbatches(pairs: PairSet, indices: Sequence[int], micro_batch_size: 
         side = micro_batch_size if fixed_length else len(idx)
         dummy = [[pad_id]] * (side - len(idx))
         seqs = [pairs.chosen[i] for i in idx] + dummy + [pairs.rejected[i] for i in idx] + dummy
-        batch = pad_batch(seqs, pad_id, fixed_length)
+        batch = pad_batch(seqs, pad_id, fixed_length, multiple)
         batch["num_pairs"] = torch.tensor(len(idx))
         batch["side"] = torch.tensor(side)
         out.append(batch)
@@ -126,8 +129,8 @@ def epoch_order(num_pairs: int, seed: int, consumed: int, count: int) -> list[in
 
 
 def iter_eval_microbatches(pairs: PairSet, micro_batch_size: int, pad_id: int, dp_rank: int, dp_size: int,
-                           fixed_length: int | None) -> Iterator[dict[str, torch.Tensor]]:
+                           fixed_length: int | None, multiple: int = 1) -> Iterator[dict[str, torch.Tensor]]:
     """This DP rank's contiguous share of all pairs, in micro-batches."""
     per = (len(pairs) + dp_size - 1) // dp_size
     mine = list(range(dp_rank * per, min(len(pairs), (dp_rank + 1) * per)))
-    yield from pair_microbatches(pairs, mine, micro_batch_size, pad_id, fixed_length)
+    yield from pair_microbatches(pairs, mine, micro_batch_size, pad_id, fixed_length, multiple)

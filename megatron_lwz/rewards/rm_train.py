@@ -16,7 +16,7 @@ from megatron_lwz.data.tokenizer import Tokenizer
 from megatron_lwz.engine.session import start_session
 from megatron_lwz.engine.step import forward_only, reduce_reports, train_step
 from megatron_lwz.models.reward_head import attach_reward_head
-from megatron_lwz.models.presets import resolve
+from megatron_lwz.models.presets import resolve, round_up
 from megatron_lwz.rewards.rm_config import RMJobConfig
 from megatron_lwz.rewards.rm_data import epoch_order, iter_eval_microbatches, pair_microbatches, read_pairs
 from megatron_lwz.rewards.writing_rm import bt_loss_fn, forward_scores, pair_eval_collect
@@ -36,17 +36,23 @@ class RMResult:
 def evaluate(trainer, pairs, cfg: RMJobConfig, seq_len: int | None, pad_id: int) -> dict[str, float]:
     """Pairwise accuracy, loss and margin over all held-out pairs (each DP rank scores a share)."""
     ctx = trainer.ctx
-    mbs = list(iter_eval_microbatches(pairs, cfg.train.micro_batch_size, pad_id, ctx.dp_rank, ctx.dp, seq_len))
+    mbs = list(iter_eval_microbatches(pairs, cfg.train.micro_batch_size, pad_id, ctx.dp_rank, ctx.dp, seq_len,
+                                      trainer.seq_multiple))
     reports = forward_only(trainer, mbs, forward_scores, pair_eval_collect, seq_len or 0, 2 * cfg.train.micro_batch_size)
     s = reduce_reports(reports, ctx)
     return {"eval/accuracy": s["correct"] / s["pairs"], "eval/loss": s["loss"] / s["pairs"],
             "eval/margin": s["margin"] / s["pairs"]}
 
 
+def sp_length(length: int, parallel) -> int:
+    """``length`` rounded up to TP under sequence parallelism (how RM micro-batches are padded)."""
+    return round_up(length, parallel.tensor_parallel if parallel.sequence_parallel else 1)
+
+
 def run(cfg: RMJobConfig) -> RMResult:
     t, arch = cfg.train, resolve(cfg.model)
     session = start_session(cfg, tokenizer_dir=cfg.data.tokenizer.path, total_steps=t.train_steps, arch=arch,
-                            console_keys=("train/loss", "train/accuracy"),
+                            console_keys=("train/loss", "train/accuracy"), seq_length=sp_length(cfg.data.max_length, cfg.parallel),
                             post_build=lambda chunks: attach_reward_head(chunks, arch.hidden_size, cfg.model.init_method_std))
     ctx, trainer, state = session.ctx, session.trainer, session.state
     tokenizer = Tokenizer(cfg.data.tokenizer)
@@ -54,7 +60,7 @@ def run(cfg: RMJobConfig) -> RMResult:
     valid_pairs = read_pairs(cfg.data.valid_path, tokenizer, cfg.data) if cfg.data.valid_path else None
     if ctx.is_rank0 and train_pairs.skipped:
         print(f"skipped malformed pairs: {train_pairs.skipped}; e.g. {train_pairs.examples[:3]}", flush=True)
-    seq_len = cfg.data.max_length if ctx.pp > 1 else None  # PP needs one p2p shape
+    seq_len = round_up(cfg.data.max_length, trainer.seq_multiple) if ctx.pp > 1 else None  # PP: one p2p shape
     per_rank = t.global_batch_size // ctx.dp
     metrics: dict[str, float] = {}
     bar = tqdm(total=t.train_steps, initial=state.step, desc="train-rm", disable=not (ctx.is_rank0 and cfg.logging.progress))
@@ -62,7 +68,7 @@ def run(cfg: RMJobConfig) -> RMResult:
     while state.step < t.train_steps:
         order = epoch_order(len(train_pairs), cfg.data.seed, state.consumed_samples, t.global_batch_size)
         mine = order[ctx.dp_rank * per_rank:(ctx.dp_rank + 1) * per_rank]
-        mbs = pair_microbatches(train_pairs, mine, t.micro_batch_size, tokenizer.pad_id, seq_len)
+        mbs = pair_microbatches(train_pairs, mine, t.micro_batch_size, tokenizer.pad_id, seq_len, trainer.seq_multiple)
         result = train_step(trainer, mbs, forward_scores, bt_loss_fn(float(t.global_batch_size)),
                             seq_length=seq_len or 0, micro_batch_size=2 * t.micro_batch_size)
         state.step += 1

@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from megatron_lwz.engine.step import forward_only
 from megatron_lwz.models.reward_head import last_token_scores
+from megatron_lwz.models.presets import round_up
 from megatron_lwz.rewards.rm_data import encode_pair_side, pad_batch
 
 
@@ -63,11 +64,11 @@ def score_token_lists(trainer, seqs: Sequence[list[int]], *, micro_batch_size: i
     lo, hi = min(len(seqs), ctx.dp_rank * per), min(len(seqs), (ctx.dp_rank + 1) * per)
     mine = list(seqs[lo:hi])
     # With PP every micro-batch must share one shape (p2p buffers): pad to the longest of the share.
-    length = pad_to or (max((len(s) for s in mine), default=1) if ctx.pp > 1 else None)
+    length = pad_to or (round_up(max((len(s) for s in mine), default=1), trainer.seq_multiple) if ctx.pp > 1 else None)
     chunks = [mine[i:i + micro_batch_size] for i in range(0, len(mine), micro_batch_size)]
     if ctx.pp > 1:  # and one row count: pad the last chunk with one-token dummies (scores dropped)
         chunks = [c + [[pad_id]] * (micro_batch_size - len(c)) for c in chunks]
-    mbs = [pad_batch(c, pad_id, length) for c in chunks]
+    mbs = [pad_batch(c, pad_id, length, trainer.seq_multiple) for c in chunks]
     seq_len = length or max((b["tokens"].shape[1] for b in mbs), default=1)
     out = forward_only(trainer, mbs, forward_scores,
                        lambda b, s: last_token_scores(s, b["lengths"]).cpu(), seq_len, micro_batch_size) if mbs else []

@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from megatron_lwz.engine.logprobs import token_entropy, token_logprobs
 from megatron_lwz.engine.step import StepResult, forward_only, train_step
+from megatron_lwz.models.presets import round_up
 from megatron_lwz.rl.batching import TrainBatch, pack_microbatches
 from megatron_lwz.rl.loss import count_normalisers, policy_loss, summarize_metrics
 from megatron_lwz.rollout.export import iter_hf_weights
@@ -61,10 +62,11 @@ def _fit_columns(t: torch.Tensor, width: int, fill: int | float) -> torch.Tensor
     return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), fill)], dim=1)
 
 
-def _microbatch(batch: TrainBatch, rows: list[int], length: int | None) -> dict[str, torch.Tensor]:
-    """Columns trimmed to the longest row (or fitted to ``length`` when every micro-batch needs one shape)."""
+def _microbatch(batch: TrainBatch, rows: list[int], length: int | None, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Columns trimmed to the longest row rounded up to ``multiple`` (TP under sequence parallelism),
+    or fitted to ``length`` when every micro-batch needs one shape."""
     sub = batch.select(rows)
-    width = length or int(sub.lengths.max())
+    width = length or round_up(int(sub.lengths.max()), multiple)
     pad = batch.pad_token_id
     out = {"tokens": _fit_columns(sub.tokens, width, pad), "labels": _fit_columns(sub.labels, width, pad),
            "loss_mask": _fit_columns(sub.loss_mask, width, 0), "position_ids": torch.arange(width).expand(len(rows), width),
@@ -97,9 +99,10 @@ def plan_minibatch(batch: TrainBatch, cfg, ctx) -> list[dict[str, torch.Tensor]]
     """
     lengths = [int(x) for x in batch.lengths]
     plan = pack_microbatches(lengths, cfg.rl.batching.micro_token_budget, ctx.dp)[ctx.dp_rank]
+    multiple = ctx.tp if cfg.parallel.sequence_parallel else 1  # SP shards the sequence over TP ranks
     if ctx.pp == 1:
-        return [_microbatch(batch, rows, None) for rows in plan]
-    width, most = max(lengths), max(len(rows) for rows in plan)
+        return [_microbatch(batch, rows, None, multiple) for rows in plan]
+    width, most = round_up(max(lengths), multiple), max(len(rows) for rows in plan)
     return [_pad_rows(_microbatch(batch, rows, width), most, batch.pad_token_id) for rows in plan]
 
 

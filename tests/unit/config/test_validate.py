@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from megatron_lwz.config.base import ConfigError
@@ -109,6 +111,25 @@ def test_interleaving_needs_enough_microbatches():
 def test_sequence_longer_than_positions():
     with pytest.raises(ConfigError, match=r"sequence length 1024 exceeds model.max_position_embeddings=512"):
         validate_batch(1, 1, 1, 1024, TINY, None, 1)
+
+
+def test_sequence_parallel_needs_lengths_divisible_by_tp():
+    with pytest.raises(ConfigError, match=r"sequence length 130 must be a multiple of parallel.tensor_parallel=4"):
+        validate_batch(1, 1, 1, 130, TINY, None, 1, seq_multiple=4)
+    assert validate_batch(1, 1, 1, 128, TINY, None, 1, seq_multiple=4) == 1
+
+
+def test_jobs_check_the_batch_rules_at_start(tmp_path, monkeypatch):
+    """start_session runs validate_batch (before any process group or model exists)."""
+    from megatron_lwz.config.base import load_config
+    from megatron_lwz.engine.session import start_session
+    from megatron_lwz.pretrain.config import PretrainJobConfig
+
+    monkeypatch.setenv("DEMO_DIR", str(tmp_path))
+    cfg = load_config(PretrainJobConfig, Path(__file__).parents[3] / "examples/pretrain/tiny_cpu.yaml",
+                      ["data.seq_length=2048"])
+    with pytest.raises(ConfigError, match=r"sequence length 2048 exceeds model.max_position_embeddings=1024"):
+        start_session(cfg, total_steps=1, console_keys=(), seq_length=cfg.data.seq_length)
 
 
 def test_local_field_checks():

@@ -161,3 +161,22 @@ def test_pack_infeasible_raises():
         pack_microbatches([3000, 1000, 1000, 1000], token_budget=1000, dp_size=2)
     with pytest.raises(ValueError, match="DP ranks"):
         pack_microbatches([10], token_budget=100, dp_size=2)
+
+
+@pytest.mark.parametrize("sp, pp, widths", [(False, 1, {6, 3}), (True, 1, {8, 4}), (True, 2, {8})])
+def test_microbatch_widths_are_multiples_of_tp_under_sequence_parallelism(sp, pp, widths):
+    """SP scatters the sequence over TP ranks: every micro-batch width must divide by TP (here 4)."""
+    from types import SimpleNamespace
+
+    from megatron_lwz.rl.step import plan_minibatch
+
+    samples = [_sample([1, 2], [3, 4, 5, 6]), _sample([1, 2], [3, 4, 5]), _sample([1], [2, 3])]
+    batch = build_train_batch([_group(samples)], [[1.0, 0.5, -1.0]], BatchingConfig(), pad_token_id=PAD)
+    cfg = SimpleNamespace(rl=SimpleNamespace(batching=BatchingConfig(micro_token_budget=12)),
+                          parallel=SimpleNamespace(sequence_parallel=sp))
+    ctx = SimpleNamespace(dp=1, dp_rank=0, tp=4, pp=pp)
+    mbs = plan_minibatch(batch, cfg, ctx)
+    assert {mb["tokens"].shape[1] for mb in mbs} == widths
+    for mb in mbs:  # positions and labels cover the padded width
+        assert mb["position_ids"].shape == mb["tokens"].shape == mb["labels"].shape == mb["loss_mask"].shape
+    assert sum(int(mb["loss_mask"].sum()) for mb in mbs) == int(batch.loss_mask.sum())  # padding adds no loss tokens
