@@ -34,7 +34,7 @@ class Evaluator:
         self.prompts = []
         if self.eval.path is not None:
             data = PromptDataConfig(path=self.eval.path, template=cfg.prompts.template, max_prompts=self.eval.max_prompts)
-            self.prompts = load_prompts(data).records
+            self.prompts = load_prompts(data, field="rl.eval.path").records
         as_written = dataclasses.replace(cfg.reward.overlong, policy="none")
         self.scorer = RewardScorer(dataclasses.replace(cfg.reward, overlong=as_written, num_workers=0),
                                    score_writing=score_writing)

@@ -78,10 +78,11 @@ def _record(raw, lineno: int) -> PromptRecord:
     return PromptRecord(prompt_id=str(pid), question=question, length_lower=lower, length_upper=upper, language=lang)
 
 
-def load_prompts(cfg: PromptDataConfig) -> PromptSet:
+def load_prompts(cfg: PromptDataConfig, field: str = "prompts.path") -> PromptSet:
+    """Usable records of ``cfg.path`` (``field`` names the config entry in errors)."""
     path = Path(cfg.path)
     if not path.is_file():
-        raise FileNotFoundError(f"prompts.path: {path} does not exist")
+        raise FileNotFoundError(f"{field}: {path} does not exist")
     out = PromptSet(records=[])
     for lineno, raw in _rows(path):
         try:

@@ -50,3 +50,8 @@ def test_max_prompts_keeps_the_first_usable_records(tmp_path):
     assert [r.prompt_id for r in got.records] == ["p0", "p1", "p2", "p3"] and got.skipped == {"JSONDecodeError": 1}
     with pytest.raises(ConfigError, match="prompts.max_prompts"):
         PromptDataConfig(path=str(path), max_prompts=0)
+
+
+def test_missing_file_names_the_config_field(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"rl.eval.path: .*nope.jsonl does not exist"):
+        load_prompts(PromptDataConfig(path=str(tmp_path / "nope.jsonl")), field="rl.eval.path")
