@@ -11,14 +11,22 @@ given seed (each output uses its own ``random.Random(f"{seed}:{name}")`` stream)
   teaches a tiny model the format and length conditioning (the paper mixes ~1% distilled CoT into CPT).
 * ``rm_pairs.jsonl`` / ``rm_pairs_heldout.jsonl``: Writing-RM preferences ``{prompt, chosen, rejected,
   rejected_kind}``: ``chosen`` is an on-topic, fluent, in-range answer; ``rejected`` is the same-length
-  answer made repetitive, word-shuffled, or off-topic. Held-out pairs use disjoint prompt ids/seeds.
+  answer made repetitive, word-shuffled, or off-topic (each kind with probability 1/3).
 * ``rl_prompts.jsonl`` / ``rl_prompts_heldout.jsonl``: ``{prompt_id, question, language, length_lower,
-  length_upper}`` with short ranges (bounds within 20–60) for a tiny CPU model.
+  length_upper}`` with short ranges (bounds within 20–60) for a tiny CPU model; held-out questions are
+  distinct from each other.
+
+Held-out prompts never occur in the training files, compared by text: the question space is small
+(≈ 216 RL questions, ≈ 720 RM prompts), so independent draws would repeat training prompts. Each
+prompt text is assigned to the held-out side iff the first 4 bytes of its SHA-256, mod 100, are below
+``HELDOUT_PERCENT``; training draws skip held-out texts and held-out draws skip training texts (rejection
+sampling from the same distribution, independent of the seed and of the set sizes).
 * ``manifest.json``: seed, files, record counts and bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -33,6 +41,8 @@ from megatron_lwz.rewards.length import count_words  # the Length RM's count (pa
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _SLOT = re.compile(r"\{(\w+)\}")
 _A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiou])")
+HELDOUT_PERCENT = 35
+"""Share of the prompt-text space reserved for held-out sets (≈ 81 RL questions, ≈ 230 RM prompts)."""
 
 
 @dataclass(kw_only=True)
@@ -241,6 +251,29 @@ def _rl_prompt(rng: random.Random, i: int, tag: str) -> dict[str, Any]:
             "length_lower": lo, "length_upper": hi}
 
 
+def is_heldout_text(text: str) -> bool:
+    """Whether a prompt text belongs to the held-out side of the split (SHA-256 bucket, see module doc)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") % 100 < HELDOUT_PERCENT
+
+
+def _draw(rng: random.Random, make: Callable, count: int, tag: str, key: str) -> list[dict[str, Any]]:
+    """``count`` records of ``make`` whose ``key`` text is on the ``tag`` side of the split; held-out
+    texts are also distinct from each other. Raises when the text space cannot supply them."""
+    heldout, out, seen = tag == "heldout", [], set()
+    for _ in range(200 * count + 1000):
+        if len(out) == count:
+            return out
+        record = make(rng, len(out), tag)
+        text = record[key]
+        if is_heldout_text(text) != heldout or (heldout and text in seen):
+            continue
+        seen.add(text)
+        out.append(record)
+    if len(out) == count:
+        return out
+    raise ValueError(f"demo data: only {len(out)} distinct {tag} prompts exist for {make.__name__}, asked for {count}")
+
+
 def _docs(rng: random.Random, make: Callable, source: str, n_en: int, n_zh: int) -> list[dict[str, Any]]:
     langs = ["en"] * n_en + ["zh"] * n_zh
     rng.shuffle(langs)
@@ -276,14 +309,14 @@ def make_demo(cfg: DemoConfig) -> dict[str, Any]:
     rng = stream("cot")
     outputs["cot.jsonl"] = [_cot_record(rng, i) for i in range(cfg.cot_records)]
     rng = stream("rm")
-    outputs["rm_pairs.jsonl"] = [_rm_pair(rng, i, "train") for i in range(cfg.rm_pairs)]
+    outputs["rm_pairs.jsonl"] = _draw(rng, _rm_pair, cfg.rm_pairs, "train", "prompt")
     rng = stream("rm-heldout")
-    outputs["rm_pairs_heldout.jsonl"] = [_rm_pair(rng, i, "heldout") for i in range(cfg.rm_heldout)]
+    outputs["rm_pairs_heldout.jsonl"] = _draw(rng, _rm_pair, cfg.rm_heldout, "heldout", "prompt")
     rng = stream("rl")
-    outputs["rl_prompts.jsonl"] = [_rl_prompt(rng, i, "train") for i in range(cfg.rl_prompts)]
+    outputs["rl_prompts.jsonl"] = _draw(rng, _rl_prompt, cfg.rl_prompts, "train", "question")
     rng = stream("rl-heldout")
-    outputs["rl_prompts_heldout.jsonl"] = [_rl_prompt(rng, i, "heldout") for i in range(cfg.rl_heldout)]
-    manifest = {"generator": "megatron_lwz.data.demo", "version": 1, "seed": cfg.seed, "scale": cfg.scale,
+    outputs["rl_prompts_heldout.jsonl"] = _draw(rng, _rl_prompt, cfg.rl_heldout, "heldout", "question")
+    manifest = {"generator": "megatron_lwz.data.demo", "version": 2, "seed": cfg.seed, "scale": cfg.scale,
                 "corpus": ["books.jsonl", "reports.jsonl", "papers.jsonl", "cot.jsonl"],
                 "files": {name: _write_jsonl(out / name, recs) for name, recs in outputs.items()}}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

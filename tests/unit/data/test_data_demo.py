@@ -73,7 +73,7 @@ def test_cot_records_follow_template_and_length(demo_dir):
 def test_rm_pairs(demo_dir):
     train, held = _load(demo_dir / "rm_pairs.jsonl"), _load(demo_dir / "rm_pairs_heldout.jsonl")
     assert len(train) == 600 and len(held) == 150
-    assert not {r["pair_id"] for r in train} & {r["pair_id"] for r in held}
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}  # disjoint by text, not by id
     assert {r["rejected_kind"] for r in train} == {"repetitive", "shuffled", "off_topic"}
     for r in train + held:
         assert set(r) >= {"prompt", "chosen", "rejected"} and r["chosen"] != r["rejected"]
@@ -95,6 +95,16 @@ def test_rl_prompts(demo_dir, name, count):
         assert 20 <= r["length_lower"] < r["length_upper"] <= 60
         assert (r["length_lower"], r["length_upper"]) == _stated_range(r["question"])
         assert (r["language"] == "zh") == bool(re.search(r"[\u4e00-\u9fff]", r["question"]))
+
+
+def test_heldout_prompts_are_unseen_text(demo_dir):
+    """Held-out RL questions never occur among the training questions (compared as text), and are
+    distinct from each other; the old generator repeated 4 of the demo's 32 held-out questions."""
+    train = {r["question"] for r in _load(demo_dir / "rl_prompts.jsonl")}
+    held = [r["question"] for r in _load(demo_dir / "rl_prompts_heldout.jsonl")]
+    assert len(set(held)) == len(held) == 64
+    assert not train & set(held)
+    assert len(train) > 100  # the training side still spans most of the question space
 
 
 def test_cli_make_demo(tmp_path, capsys):
