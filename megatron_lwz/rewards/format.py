@@ -16,13 +16,17 @@ and also detects repeated content" (model card; paper.md §3); its exact form is
 * Signals combine by ``max`` (one duplicated paragraph also shows up as duplicated sentences: no double
   counting) and the two independent penalties multiply their keep-factors.
 * Repetition is measured on the answer only; the thinking part is planning and may restate the task.
+* ``structure='direct'`` is the gate of the Direct-Answer (no-think) template (paper.md §6.2, the
+  Base-nothink ablation): exactly one ``<answer>A</answer>``, no think tag anywhere, nothing outside;
+  the repetition/stuffing penalty is unchanged. It must match ``prompts.template`` (checked by the GRPO
+  job config), so each arm of the think ablation is scored against the format its prompt asks for.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from megatron_lwz.config.base import ConfigError
 from megatron_lwz.rewards.length import CJK_CHAR_RE, ENGLISH_WORD_RE, count_words
@@ -34,12 +38,16 @@ if TYPE_CHECKING:
 
 TAG_RE = re.compile(r"</?(?:think|answer)>")
 EXPECTED_TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
+DIRECT_TAGS = ["<answer>", "</answer>"]
 
 
 @dataclass(kw_only=True)
 class FormatRewardConfig:
     """Every threshold of the Format RM (structure gate, repetition, stuffing, semantic paraphrase)."""
 
+    structure: Literal["think", "direct"] = "think"
+    """Gate: 'think' = one <think>…</think> then one <answer>…</answer> (paper); 'direct' = one
+    <answer>…</answer> and no think tag (Direct-Answer template). Must equal prompts.template."""
     ignored_suffixes: list[str] = field(default_factory=lambda: ["<|endoftext|>", "<|im_end|>"])
     """End-of-text markers a decoder may leave after </answer>; stripped before the structure check."""
     require_nonempty_think: bool = False
@@ -102,6 +110,8 @@ def check_structure(text: str, cfg: FormatRewardConfig | None = None) -> tuple[s
     names = [name for name, _, _ in tags]
     if not text:
         return "empty", None
+    if cfg.structure == "direct":
+        return _check_direct(text, tags, cfg)
     for tag in ("<think>", "<answer>"):
         if tag not in names and "</" + tag[1:] not in names:
             return f"missing_{tag[1:-1]}", None
@@ -121,6 +131,29 @@ def check_structure(text: str, cfg: FormatRewardConfig | None = None) -> tuple[s
         return "text_outside", None
     if cfg.require_nonempty_think and not text[think_start:think_stop].strip():
         return "empty_think", None
+    answer = text[answer_start:answer_stop]
+    if not answer.strip() or not _has_words(answer, cfg.min_answer_words):
+        return "empty_answer", None
+    return "ok", answer
+
+
+def _check_direct(text: str, tags: list[tuple[str, int, int]], cfg: FormatRewardConfig) -> tuple[str, str | None]:
+    """The Direct-Answer gate: exactly ``<answer>A</answer>`` (surrounding whitespace allowed), no think tag."""
+    names = [name for name, _, _ in tags]
+    if "<think>" in names or "</think>" in names:
+        return "think_in_direct", None
+    if "<answer>" not in names and "</answer>" not in names:
+        return "missing_answer", None
+    for tag in DIRECT_TAGS:
+        if names.count(tag) > 1:
+            return f"multiple_{tag.strip('</>')}", None
+        if names.count(tag) == 0:
+            return ("unterminated_" if tag.startswith("</") else "unopened_") + tag.strip("</>"), None
+    if names != DIRECT_TAGS:
+        return "wrong_order", None
+    (_, start, answer_start), (_, answer_stop, end) = tags
+    if text[:start].strip() or text[end:].strip():
+        return "text_outside", None
     answer = text[answer_start:answer_stop]
     if not answer.strip() or not _has_words(answer, cfg.min_answer_words):
         return "empty_answer", None

@@ -98,3 +98,6 @@ class GRPOJobConfig:
                               "train one with `lwz train-rm` or drop 'writing' from the components")
         if self.rl.group_size < 2:
             raise ConfigError("rl.group_size: GRPO needs at least 2 samples per prompt")
+        if "format" in self.reward.components and self.reward.format.structure != self.prompts.template:
+            raise ConfigError(f"reward.format.structure ({self.reward.format.structure!r}) must equal prompts.template "
+                              f"({self.prompts.template!r}): the Format RM checks the structure the prompt asks for")
