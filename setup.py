@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "numpy",
     "psutil",  # dist_checkpointing's async filesystem writer needs it (not a declared mcore dep)
     "pyarrow",  # parquet input for preprocessing / prompt filtering
+    "openai>=1.50",  # transport of rewards/llm_client.py (the one LLM client: judges, predictor)
 ]
 
 EXTRAS = {

@@ -8,7 +8,8 @@ Modules:
   composite       RewardConfig + RewardScorer: fills sample.rewards for GRPO rollout groups
   length_parse    explicit length requests ("2,000-word", "不少于3000字") → ranges (±10% rules)
   length_predict  paper's range-predictor prompt, LLM reply parsing, dataset caching
-  llm_client      OpenAI-compatible HTTP client (urllib; timeouts, retries, JSON extraction)
+  llm_client      the one OpenAI-compatible LLM client (chat, batching, retries, token counts, JSON)
+  llm_cache       on-disk reply cache of llm_client (SQLite, keyed by model + messages + sampling)
   prompt_filter   WildChat / LMSYS dump → RL prompts (language, heuristics, MinHash dedup, judge)
   records_io      JSONL/parquet readers that count bad lines; read_prompt_records for GRPO
   minhash         MinHash + LSH banding
