@@ -104,7 +104,8 @@ def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
     state = state or TrainState()
     if ctx.is_rank0 and state.step:
         print(f"resumed from {source} at step {state.step}", flush=True)
-    logger = MetricLogger(run_dir, cfg.logging, enabled=ctx.is_rank0, console_keys=console_keys)
+    logger = MetricLogger(run_dir, cfg.logging, enabled=ctx.is_rank0, console_keys=console_keys,
+                          resume_step=state.step)  # rows after the checkpoint are redone: dropped
     watcher = PreemptionWatcher(ctx, enabled=ckpt.save_on_signal).install()
     return Session(cfg=cfg, trainer=trainer, state=state, logger=logger, watcher=watcher, run_dir=run_dir,
                    ckpt=ckpt, save_dir=save_dir, hf_assets=_hf_assets(ckpt, tokenizer_dir),

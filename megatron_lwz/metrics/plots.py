@@ -1,22 +1,55 @@
-"""PNG plots of logged metrics (matplotlib, Agg backend: no display needed)."""
+"""Reading ``metrics.jsonl`` (one row per step, resumes de-duplicated) and PNG plots of it
+(matplotlib, Agg backend: no display needed)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Sequence
 
+log = logging.getLogger(__name__)
+
+
+def read_rows(path: str | Path) -> tuple[list[dict], list[str]]:
+    """Every well-formed row of a ``metrics.jsonl`` in file order, and ``file:line: why`` for each
+    malformed line (skipped: not JSON, not an object, or no integer ``step``)."""
+    rows, bad = [], []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            bad.append(f"{path}:{number}: not JSON ({err.msg})")
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            bad.append(f"{path}:{number}: not an object with an integer 'step'")
+            continue
+        rows.append(row)
+    return rows, bad
+
+
+def unique_steps(rows: list[dict]) -> list[dict]:
+    """One row per step, ordered by step: rows of the same step are merged, a later value of a key
+    replacing an earlier one (a resumed run re-logs the steps after its checkpoint)."""
+    merged: dict[int, dict] = {}
+    for row in rows:
+        merged.setdefault(row["step"], {}).update(row)
+    return [merged[step] for step in sorted(merged)]
+
 
 def read_metrics(path: str | Path) -> list[dict]:
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
+    """Unique-step rows of a ``metrics.jsonl`` (see :func:`unique_steps`); malformed lines are
+    counted, logged and skipped."""
+    rows, bad = read_rows(path)
+    if bad:
+        log.warning("%s: skipped %d malformed line(s), e.g. %s", path, len(bad), bad[:3])
+    return unique_steps(rows)
 
 
 def plot_metrics(jsonl: str | Path, out_png: str | Path, keys: Sequence[str], *, title: str = "") -> Path:
-    """One subplot per key present in ``jsonl`` (x = step); returns ``out_png``."""
+    """One subplot per key present in ``jsonl`` (x = step, one point per step); returns ``out_png``."""
     import matplotlib
 
     matplotlib.use("Agg")
