@@ -268,28 +268,33 @@ class HFRolloutEngine:
     # -- RolloutEngine protocol ---------------------------------------------------------------
 
     def generate(self, prompts: Sequence[PromptRecord], prompt_texts: Sequence[str],
-                 params: SamplingParams) -> list[RolloutGroup]:
-        """``params.n`` samples for every prompt; one RolloutGroup per prompt, in order."""
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[RolloutGroup]:
+        """``n`` samples for every prompt; one RolloutGroup per prompt, in order.
+
+        ``params``: one for all prompts (prompt ``i``'s request seed is ``request_seed(seed, i)``) or
+        one per prompt as in vLLM's ``LLM.generate`` (own ``n``, ``max_tokens``, request seed
+        ``params[i].seed``). Sample ``j`` of a request seeded ``s`` samples with ``s + j``."""
         if len(prompts) != len(prompt_texts):
             raise ValueError(f"{len(prompts)} prompts but {len(prompt_texts)} prompt texts")
-        _check_params(params)
+        per, request_seeds = _per_prompt(params, len(prompts))
         prompt_ids = [list(self.tokenizer.encode(text)) for text in prompt_texts]
-        limits = [self._token_limit(i, ids, params.max_tokens) for i, ids in enumerate(prompt_ids)]
-        jobs = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
-        seeds = [None if params.seed is None else request_seed(params.seed, i) + j for i, j in jobs]
+        limits = [self._token_limit(i, ids, per[i].max_tokens) for i, ids in enumerate(prompt_ids)]
+        jobs = [(i, j) for i in range(len(prompts)) for j in range(per[i].n)]
+        seeds = [None if request_seeds[i] is None else request_seeds[i] + j for i, j in jobs]
         step = self.max_batch_size or max(len(jobs), 1)
         rows: list[_Row] = []
         for lo in range(0, len(jobs), step):
             chunk = jobs[lo:lo + step]
             rows += self._decode([prompt_ids[i] for i, _ in chunk], [limits[i] for i, _ in chunk],
-                                 seeds[lo:lo + step], params)
-        groups = []
+                                 seeds[lo:lo + step], per[0])
+        groups, first = [], 0
         for i, (record, text) in enumerate(zip(prompts, prompt_texts)):
             samples = [Sample(prompt=record, prompt_text=text, prompt_token_ids=list(prompt_ids[i]),
                               response_token_ids=row.token_ids, response_text=row.detok.text,
                               finish_reason=row.finish,  # type: ignore[arg-type]
-                              rollout_logprobs=row.logprobs if params.logprobs else None)
-                       for row in rows[i * params.n:(i + 1) * params.n]]
+                              rollout_logprobs=row.logprobs if per[i].logprobs else None)
+                       for row in rows[first:first + per[i].n]]
+            first += per[i].n
             groups.append(RolloutGroup(prompt=record, samples=samples))
         return groups
 
@@ -360,6 +365,24 @@ class HFRolloutEngine:
                                 use_cache=True).logits[:, -1]  # (B, V)
             next_pos = next_pos + 1
         return rows
+
+
+def _per_prompt(params: SamplingParams | Sequence[SamplingParams],
+                count: int) -> tuple[list[SamplingParams], list[int | None]]:
+    """(params of each prompt, request seed of each prompt); see :meth:`HFRolloutEngine.generate`."""
+    if isinstance(params, SamplingParams):
+        _check_params(params)
+        return [params] * count, [None if params.seed is None else request_seed(params.seed, i) for i in range(count)]
+    per = list(params)
+    if len(per) != count:
+        raise ValueError(f"{count} prompts but {len(per)} SamplingParams")
+    for i, p in enumerate(per):
+        _check_params(p)
+        shared = (p.temperature, p.top_p, p.stop, p.logprobs)
+        if shared != (per[0].temperature, per[0].top_p, per[0].stop, per[0].logprobs):
+            raise ValueError(f"SamplingParams of prompt {i} differ from prompt 0 in temperature/top_p/stop/"
+                             "logprobs; only n, max_tokens and seed may vary per prompt")
+    return per, [p.seed for p in per]
 
 
 def _check_params(params: SamplingParams) -> None:
