@@ -39,7 +39,8 @@ CPT, RM, GRPO = "pretrain/qwen2.5-32b_cpt.yaml", "rm/qwen2.5-72b_writing_rm.yaml
 CLUSTER_WORLD = 64  # 8 nodes × 8 GPUs (paper: 8 × 8 H800)
 ENV = {"DATA_DIR": "/lustre/lwz/data", "MODELS_DIR": "/lustre/lwz/models", "CKPT_DIR": "/lustre/lwz/ckpt",
        "RUNS_DIR": "/lustre/lwz/runs"}
-RECIPES = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*.yaml"))
+RECIPES = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*.yaml")
+                 if p.relative_to(EXAMPLES).parts[0] != "ablations")  # studies: tests/unit/ablation
 SCRIPTS = sorted(str(p.relative_to(ROOT)) for p in [*SLURM.glob("*.sh"), *SLURM.glob("*.sbatch")])
 GIB = 1024**3
 GPU_GIB = 79.6  # usable memory of an 80 GB H100/H800 (nvidia-smi: 81,559 MiB)

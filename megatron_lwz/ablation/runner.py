@@ -1,0 +1,176 @@
+"""Runs a study: the shared prepare stages once, then every (variant, seed) as its own `lwz` process.
+
+Resumable: a run that exited 0 leaves ``<run_dir>/ablation_run.json`` (argv, overrides, wall time) and
+is never redone; a run without it is started again and the job resumes from its own checkpoint
+(``checkpoint.save_dir`` defaults to the run dir). A marker written for other overrides is an error
+(the study changed under an existing output folder). Runs go seed-major (seed 1 of every variant,
+then seed 2, …), so a study stopped early still holds complete pairs. With ``lock`` each subprocess
+holds an exclusive ``flock`` on that file while it runs (the same lock as ``flock(1)``), one run per
+acquisition, so other heavy jobs on the machine can interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from megatron_lwz.ablation.spec import ROOT, PrepareStage, StudySpec
+from megatron_lwz.config.base import ConfigError, parse_overrides
+
+MARKER = "ablation_run.json"
+
+
+@dataclass(kw_only=True)
+class RunPlan:
+    """One (variant, seed) run: where it writes and the exact argv and overrides it is started with."""
+
+    variant: str
+    seed: int
+    run_dir: Path
+    overrides: list[str]
+    argv: list[str] = field(default_factory=list)
+
+    def done(self) -> bool:
+        """True when a previous invocation finished this run with exactly these overrides."""
+        marker = self.run_dir / MARKER
+        if not marker.is_file():
+            return False
+        recorded = json.loads(marker.read_text(encoding="utf-8")).get("overrides")
+        if recorded != self.overrides:
+            raise ConfigError(f"{marker}: this run finished with other overrides than the study now asks for "
+                              f"({recorded} vs {self.overrides}); use a new --out or delete {self.run_dir}")
+        return True
+
+
+def seed_values(spec: StudySpec, num_seeds: int) -> list[int]:
+    if num_seeds < 1:
+        raise ConfigError(f"--seeds must be ≥ 1, got {num_seeds}")
+    return [spec.seed_base + i for i in range(num_seeds)]
+
+
+def _resolve_path(path: str) -> str:
+    return str(path if Path(path).is_absolute() else ROOT / path)
+
+
+def _argv(spec: StudySpec, job: str, config: str, overrides: list[str]) -> list[str]:
+    fields = {"python": sys.executable, "job": job, "config": _resolve_path(config)}
+    return [part.format(**fields) for part in spec.command] + overrides
+
+
+def plan_runs(spec: StudySpec, seeds: list[int], out: Path, base: str | None = None,
+              extra: list[str] = ()) -> list[RunPlan]:
+    """Every (variant, seed) of the study, seed-major; ``extra`` (CLI overrides) may not touch a variant's keys."""
+    variant_keys = {k for v in spec.variants.values() for k in _flat(parse_overrides(v.overrides))}
+    clash = variant_keys & set(_flat(parse_overrides(list(extra))))
+    if clash:
+        raise ConfigError(f"overrides {sorted(clash)} are what the study's variants set; they would erase the ablation")
+    plans = []
+    for seed in seeds:
+        for key, variant in spec.variants.items():
+            run_dir = out / spec.name / key / f"seed{seed}"
+            overrides = [*spec.base_overrides, *extra, *variant.overrides,
+                         *(o.format(seed=seed) for o in spec.seed_overrides),
+                         spec.run_dir_override.format(run_dir=run_dir)]
+            plans.append(RunPlan(variant=key, seed=seed, run_dir=run_dir, overrides=overrides,
+                                 argv=_argv(spec, spec.job, base or spec.base, overrides)))
+    return plans
+
+
+def _flat(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        keys += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return keys
+
+
+@contextlib.contextmanager
+def _locked(lock: str | None):
+    if lock is None:
+        yield
+        return
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def study_env(spec: StudySpec, out: Path) -> dict[str, str]:
+    shared = spec.shared_dir.format(out=out)
+    extra = {k: v.format(out=out, shared=shared) for k, v in spec.env.items()}
+    return dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), PYTHONWARNINGS="ignore", **extra)
+
+
+def _run_logged(argv: list[str], env: dict[str, str], log: Path, lock: str | None) -> tuple[int, float]:
+    """Run ``argv`` with stdout+stderr to ``log`` (under ``lock``); (exit code, wall seconds)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(lock), open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"\n$ {' '.join(argv)}\n")
+        fh.flush()
+        start = time.time()
+        code = subprocess.run(argv, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT).returncode
+    return code, time.time() - start
+
+
+def _fail(what: str, code: int, log: Path) -> int:
+    tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+    print(f"ablate: {what} failed with exit code {code}; last lines of {log}:\n  " + "\n  ".join(tail),
+          file=sys.stderr, flush=True)
+    return code
+
+
+def run_prepare(spec: StudySpec, out: Path, lock: str | None) -> int:
+    """The shared stages, each once (done-marker in ``<shared>/.ablate``); returns the first failing code or 0."""
+    shared = Path(spec.shared_dir.format(out=out))
+    env = study_env(spec, out)
+    for stage in spec.prepare:
+        marker = shared / ".ablate" / f"{stage.name}.json"
+        record = {"data": stage.data, "job": stage.job, "config": stage.config, "overrides": stage.overrides}
+        if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("stage") == record:
+            continue
+        print(f"ablate: prepare {stage.name} → {shared}", flush=True)
+        start = time.time()
+        if stage.data == "demo":
+            _demo_data(shared)
+        else:
+            code, _ = _run_logged(_argv(spec, stage.job, stage.config, stage.overrides), env,
+                                  shared / ".ablate" / f"{stage.name}.log", lock)
+            if code != 0:
+                return _fail(f"prepare stage {stage.name}", code, shared / ".ablate" / f"{stage.name}.log")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"stage": record, "wall_s": round(time.time() - start, 1)}), encoding="utf-8")
+    return 0
+
+
+def _demo_data(shared: Path) -> None:
+    from megatron_lwz.cli.demo import prepare_data
+
+    shared.mkdir(parents=True, exist_ok=True)
+    prepare_data(shared, 4096)
+
+
+def run_plans(spec: StudySpec, plans: list[RunPlan], out: Path, lock: str | None, *, progress: bool = True) -> int:
+    """Start every run that is not done yet; stops at the first failure and returns its exit code."""
+    from tqdm import tqdm
+
+    env = study_env(spec, out)
+    todo = [p for p in plans if not p.done()]
+    print(f"ablate: study {spec.name}: {len(plans)} runs, {len(plans) - len(todo)} already done", flush=True)
+    for plan in tqdm(todo, desc=f"ablate {spec.name}", disable=not progress):
+        log = plan.run_dir / "ablation.log"
+        code, wall = _run_logged(plan.argv, env, log, lock)
+        if code != 0:
+            return _fail(f"run {plan.variant}/seed{plan.seed}", code, log)
+        marker = {"variant": plan.variant, "seed": plan.seed, "overrides": plan.overrides, "argv": plan.argv,
+                  "wall_s": round(wall, 1)}
+        (plan.run_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+        print(f"ablate: {plan.variant}/seed{plan.seed} done in {wall:.0f} s", flush=True)
+    return 0
