@@ -8,10 +8,16 @@ sample of a rollout (paper §4: three reward models; their advantages are averag
   Bradley–Terry Writing RM; prompts are the raw questions, answers the extracted ``<answer>`` text per
   ``writing_answer_policy``, "" when there is none, so untagged output scores as an empty answer).
 * extra components: ``extra_rewards={'name': fn(sample) -> float}``, listed in ``components``.
+* beyond the paper (``docs/design.md``, "Rewards beyond the paper"): ``pairwise`` (win rate against
+  group peers or a reference, ``rewards/pairwise.py``), ``rubric`` (query-only rubric scores,
+  ``rewards/rubric.py``), both judged by the LLM at ``reward.judge`` (or, for pairwise, the Writing RM),
+  and constraint gates on the advantage (``reward.gate``, ``rewards/gate.py``).
 
 Failure isolation: a component that raises (or returns a non-finite value) on one sample scores that
 sample ``failure_value`` (per component: ``failure_values``), records the error in
-``sample.reward_failures[name]`` and logs it; the step goes on. A batched writing call that raises is
+``sample.reward_failures[name]`` and logs it; the step goes on. A failed judge-channel value
+(pairwise, rubric) is instead set to the mean of its group's successful values, so its Eq. 5
+advantage for that component is 0 and the sample is ranked by the remaining components. A batched writing call that raises is
 bisected until the failing samples are isolated (O(f · log n) extra calls for f bad samples).
 
 Overlong (truncated, ``finish_reason == 'length'``) samples — the paper does not say how it treated
@@ -40,9 +46,13 @@ from typing import Callable, Literal, Sequence
 
 from megatron_lwz.config.base import ConfigError
 from megatron_lwz.rewards.format import FormatReward, FormatRewardConfig
+from megatron_lwz.rewards.gate import GateConfig, gate_metrics
 from megatron_lwz.rewards.length import (
     AnswerPolicy, LengthRewardConfig, answer_word_count, extract_answer, length_reward,
 )
+from megatron_lwz.rewards.llm_client import EndpointConfig
+from megatron_lwz.rewards.pairwise import PairwiseConfig
+from megatron_lwz.rewards.rubric import RubricConfig
 from megatron_lwz.rollout.types import RolloutGroup, Sample
 
 logger = logging.getLogger(__name__)
@@ -51,8 +61,8 @@ WritingScorer = Callable[[list[str], list[str]], Sequence[float]]
 """Batched Writing RM: (questions, answers) → one scalar per pair."""
 SampleReward = Callable[[Sample], float]
 """An extra per-sample reward component."""
-BUILTIN_COMPONENTS = ("length", "format", "writing")
-BOUNDED_COMPONENTS = {"length": 0.0, "format": 0.0}
+BUILTIN_COMPONENTS = ("length", "format", "writing", "pairwise", "rubric")
+BOUNDED_COMPONENTS = {"length": 0.0, "format": 0.0, "pairwise": 0.0, "rubric": 0.0}
 """Components with a known floor (their minimum possible value), used by the 'worst' overlong policy."""
 
 
@@ -102,6 +112,14 @@ class RewardConfig:
     """Per-component override of failure_value (e.g. a low score on the Writing RM's scale)."""
     num_workers: int = 0
     """Processes for the CPU rewards (length + format); 0 = in-process."""
+    gate: GateConfig = field(default_factory=GateConfig)
+    """Constraint gates on the advantage (beyond the paper, RLMR): violating samples are never reinforced."""
+    pairwise: PairwiseConfig = field(default_factory=PairwiseConfig)
+    """The 'pairwise' component: win rate against group peers or a reference answer (beyond the paper)."""
+    rubric: RubricConfig = field(default_factory=RubricConfig)
+    """The 'rubric' component: per-prompt rubric written from the prompt alone (beyond the paper)."""
+    judge: EndpointConfig | None = None
+    """OpenAI-compatible judge server of the pairwise/rubric components (a vLLM server on its own GPUs)."""
 
     def __post_init__(self) -> None:
         if not self.components or len(set(self.components)) != len(self.components):
@@ -113,6 +131,14 @@ class RewardConfig:
             raise ConfigError("reward.weights must be >= 0 with a positive sum")
         if self.overlong.policy == "soft" and "length" not in self.components:
             raise ConfigError("reward.overlong.policy='soft' adds to the 'length' reward: add it to reward.components")
+        gates = set(self.gate.thresholds) - set(self.components)
+        if gates:
+            raise ConfigError(f"reward.gate.thresholds names {sorted(gates)} not in reward.components "
+                              f"{self.components} (give a gate-only component weight 0)")
+        if self.judge is None and ("rubric" in self.components or
+                                   ("pairwise" in self.components and self.pairwise.judge == "llm")):
+            raise ConfigError("reward.judge: the 'rubric' and LLM 'pairwise' components need a judge endpoint "
+                              "(url, model); or set reward.pairwise.judge=writing_rm")
         if self.num_workers > 0 and self.format.semantic.enabled:
             raise ConfigError("reward.num_workers > 0 with format.semantic.enabled: the embedder runs in-process")
 
@@ -156,7 +182,7 @@ class RewardScorer:
     """Scores rollout groups in place (``score``) and returns logging metrics."""
 
     def __init__(self, cfg: RewardConfig | None = None, *, score_writing: WritingScorer | None = None,
-                 extra_rewards: dict[str, SampleReward] | None = None) -> None:
+                 extra_rewards: dict[str, SampleReward] | None = None, judge_client=None) -> None:
         self.cfg = cfg or RewardConfig()
         self.score_writing = score_writing
         self.extra = dict(extra_rewards or {})
@@ -167,6 +193,9 @@ class RewardScorer:
             raise ValueError("the 'writing' component needs score_writing=(questions, answers) -> scores")
         self.format_rm = FormatReward(self.cfg.format) if "format" in self.cfg.components else None
         self._pool: ProcessPoolExecutor | None = None
+        from megatron_lwz.rewards.channels import build_channels
+
+        self.channels = build_channels(self.cfg, score_writing, judge_client)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -240,6 +269,28 @@ class RewardScorer:
                 except Exception as err:
                     self._fail(sample, name, f"{type(err).__name__}: {err}")
 
+    def _score_channel(self, channel, groups: Sequence[RolloutGroup], skip_truncated: bool) -> dict[str, float]:
+        """One judge channel over the whole rollout (LLM judges on rank 0 only, result broadcast)."""
+        from megatron_lwz.rewards.judge import on_rank0
+
+        scored = [[s for s in g.samples if not (skip_truncated and s.truncated)] for g in groups]
+
+        def run():
+            try:
+                return channel.score(scored)
+            except Exception as err:  # never fatal: every sample falls back to the other components
+                return [[f"{type(err).__name__}: {err}"] * len(ss) for ss in scored], {}
+
+        values, metrics = run() if channel.collective else on_rank0(run)
+        for samples, vals in zip(scored, values):
+            for sample, value in zip(samples, vals):
+                self._set(sample, channel.name, value)
+            ok = [s.rewards[channel.name] for s in samples if channel.name not in s.reward_failures]
+            for sample in samples:
+                if channel.name in sample.reward_failures and ok:
+                    sample.rewards[channel.name] = statistics.fmean(ok)  # neutral: A_k = 0 for it
+        return metrics
+
     def _apply_overlong(self, groups: Sequence[RolloutGroup]) -> None:
         policy, cfg = self.cfg.overlong.policy, self.cfg.overlong
         for group in groups:
@@ -266,8 +317,11 @@ class RewardScorer:
         if "writing" in self.cfg.components:
             self._score_writing(scored)
         self._score_extra(scored)
+        channel_metrics: dict[str, float] = {}
+        for channel in self.channels:
+            channel_metrics.update(self._score_channel(channel, groups, skip_truncated))
         self._apply_overlong(groups)
-        return self.metrics(samples)
+        return self.metrics(samples) | channel_metrics
 
     def metrics(self, samples: Sequence[Sample]) -> dict[str, float]:
         """reward/<name>/{mean,std,failures}, overlong fraction and format gate failures by reason."""
@@ -280,6 +334,7 @@ class RewardScorer:
             out[f"reward/{name}/std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
             out[f"reward/{name}/failures"] = float(sum(name in s.reward_failures for s in samples))
         out["reward/overlong_frac"] = sum(s.truncated for s in samples) / len(samples)
+        out.update(gate_metrics(list(samples), self.cfg.gate))
         if "length" in self.cfg.components:
             out["reward/length/in_range_frac"] = sum(s.rewards.get("length") == 1.0 for s in samples) / len(samples)
         return out

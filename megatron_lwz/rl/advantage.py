@@ -18,6 +18,11 @@ Choices the paper leaves open, fixed here:
 * ``mask`` (optional, bool (N, G)): False entries (e.g. DAPO-filtered overlong samples, padding of
   uneven groups) are excluded from mean/std and get advantage 0.
 
+Beyond the paper, constraint gating (``reward.gate``, RLMR's hard-constraint gate): after Eq. 5, a
+sample that violates a gate gets ``min(0, min_j A[j])`` over its group's valid samples (the group's
+lowest advantage; a non-constant group always has one < 0 since the A_k are centred), or a configured
+value ≤ 0 — so a violating sample's advantage is never positive (``gate_advantages``).
+
 The advantage is one scalar per sample (sequence level, like the paper's objective); the loss
 broadcasts it over the sample's tokens. Pure torch, no megatron, no torch.distributed.
 """
@@ -108,16 +113,38 @@ def balanced_advantages(rewards: Mapping[str, torch.Tensor], weights: Mapping[st
     return out.to(dtype if dtype.is_floating_point else torch.float32)
 
 
+def gate_advantages(adv: torch.Tensor, violated: torch.Tensor, mask: torch.Tensor | None = None,
+                    value: float | None = None) -> torch.Tensor:
+    """Constraint-gated advantages on top of Eq. 5 (RLMR): violating samples get the group's lowest
+    advantage ``min(0, min_j A[j])`` over valid j, or ``value`` (≤ 0) when given; masked entries keep theirs.
+
+    adv: (N, G) Eq. 5 advantages; violated: (N, G) bool. Returns (N, G) in adv's dtype.
+    """
+    if violated.shape != adv.shape:
+        raise ValueError(f"violated shape {tuple(violated.shape)} != advantages shape {tuple(adv.shape)}")
+    if value is not None and value > 0:
+        raise ValueError(f"a gated advantage must be <= 0, got {value}")
+    valid = torch.ones_like(violated, dtype=torch.bool) if mask is None else mask.to(torch.bool)
+    big = torch.finfo(adv.dtype).max
+    lowest = torch.where(valid, adv, torch.full_like(adv, big)).amin(dim=-1, keepdim=True).clamp_max(0.0)  # (N, 1)
+    target = lowest if value is None else torch.full_like(lowest, float(value))
+    return torch.where(violated.to(torch.bool) & valid, target.expand_as(adv), adv)
+
+
 def advantages_for_groups(groups: Sequence[RolloutGroup], cfg: RewardConfig) -> torch.Tensor:
     """Per-sample float32 advantages of scored rollout groups under a RewardConfig.  # (num_groups, G_max)
 
     Uneven groups are padded (padding gets 0); with ``cfg.overlong.policy == 'filter'`` truncated
-    samples are masked out. Row i, column j is ``groups[i].samples[j]``.
+    samples are masked out; with ``cfg.gate`` thresholds, violating samples are gated after Eq. 5
+    (``gate_advantages``). Row i, column j is ``groups[i].samples[j]``.
     """
+    from megatron_lwz.rewards.gate import violated_gates
+
     if not groups:
         return torch.zeros(0, 0)
     width = max(len(g.samples) for g in groups)
     mask = torch.zeros(len(groups), width, dtype=torch.bool)  # (N, G)
+    violated = torch.zeros(len(groups), width, dtype=torch.bool)  # (N, G)
     tensors = {name: torch.zeros(len(groups), width, dtype=torch.float64) for name in cfg.components}
     drop_truncated = cfg.overlong.policy == "filter"
     for i, group in enumerate(groups):
@@ -127,7 +154,10 @@ def advantages_for_groups(groups: Sequence[RolloutGroup], cfg: RewardConfig) -> 
                 raise ValueError(f"sample {j} of prompt {group.prompt.prompt_id} has no reward {missing}; "
                                  "run RewardScorer.score first")
             mask[i, j] = not (drop_truncated and sample.truncated)
+            violated[i, j] = bool(violated_gates(sample, cfg.gate))
             for name in cfg.components:
                 tensors[name][i, j] = sample.rewards[name]
     adv = balanced_advantages(tensors, cfg.weight_vector(), cfg.advantage_eps, cfg.combine, mask, cfg.unbiased_std)
+    if cfg.gate.enabled:
+        adv = gate_advantages(adv, violated, mask, cfg.gate.advantage)
     return adv.float()  # (N, G_max) float32, the dtype the policy loss consumes

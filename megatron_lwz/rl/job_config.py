@@ -96,6 +96,13 @@ class GRPOJobConfig:
         if "writing" in self.reward.components and not self.writing_rm.checkpoint:
             raise ConfigError("reward.components has 'writing' but writing_rm.checkpoint is not set; "
                               "train one with `lwz train-rm` or drop 'writing' from the components")
+        if "pairwise" in self.reward.components and self.reward.pairwise.judge == "writing_rm" \
+                and not self.writing_rm.checkpoint:
+            raise ConfigError("reward.pairwise.judge='writing_rm' needs writing_rm.checkpoint (the local pairwise judge)")
+        if "rubric" in self.reward.components and self.reward.rubric.cache_dir is None:
+            self.reward.rubric.cache_dir = f"{self.logging.run_dir}/rubrics"  # survives resume with the run
+        if self.reward.judge is not None and self.reward.judge.cache_path is None:
+            self.reward.judge.cache_path = f"{self.logging.run_dir}/judge_cache.sqlite"  # a resume re-asks nothing
         if self.rl.group_size < 2:
             raise ConfigError("rl.group_size: GRPO needs at least 2 samples per prompt")
         if "format" in self.reward.components and self.reward.format.structure != self.prompts.template:

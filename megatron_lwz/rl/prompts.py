@@ -2,8 +2,9 @@
 
 Records need ``question`` (or ``prompt``) and ``length_lower``/``length_upper`` (from
 ``lwz data predict-length``); ``prompt_id`` and ``language`` are derived when absent (language
-by CJK detection, as the paper's template choice). Unfulfillable ranges [0, 0] are dropped by
-default (paper §1.3). Malformed records are counted and reported with file:line, never fatal.
+by CJK detection, as the paper's template choice). Optional: ``reference`` (a reference answer, for
+``reward.pairwise.opponent=reference``) and ``criteria`` (a WritingBench rubric, for ``reward.rubric``).
+Unfulfillable ranges [0, 0] are dropped by default (paper §1.3). Malformed records are counted and reported with file:line, never fatal.
 The stream is an endless sequence of per-epoch shuffles; the only progress state is the number
 of prompts consumed (stored in the checkpoint), so a resumed run sees exactly the same prompts.
 """
@@ -75,7 +76,16 @@ def _record(raw, lineno: int) -> PromptRecord:
         raise ValueError(f"bad length range [{lower}, {upper}]")
     pid = rec.get("prompt_id") or hashlib.sha1(question.encode()).hexdigest()[:16]
     lang = rec.get("language") or ("zh" if is_chinese(question) else "en")
-    return PromptRecord(prompt_id=str(pid), question=question, length_lower=lower, length_upper=upper, language=lang)
+    reference = rec.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        raise TypeError(f"'reference' must be a string, got {type(reference).__name__}")
+    criteria = rec.get("criteria")
+    if criteria is not None:
+        from megatron_lwz.rewards.rubric import parse_criteria
+
+        criteria = parse_criteria(criteria, "criteria")
+    return PromptRecord(prompt_id=str(pid), question=question, length_lower=lower, length_upper=upper, language=lang,
+                        reference=reference or None, criteria=criteria)
 
 
 def load_prompts(cfg: PromptDataConfig, field: str = "prompts.path") -> PromptSet:

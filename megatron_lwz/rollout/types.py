@@ -28,6 +28,10 @@ class PromptRecord:
     """L_upper of the Length RM (paper Eq. 3)."""
     language: str = "en"
     """'en' or 'zh' (chooses the think template; paper §6.1 picks by CJK detection)."""
+    reference: str | None = None
+    """Optional reference answer (the 'reference' opponent of reward.pairwise)."""
+    criteria: tuple[dict[str, str], ...] | None = None
+    """Optional rubric in the WritingBench criteria format (reward.rubric uses it instead of generating one)."""
 
 
 @dataclass(kw_only=True)
