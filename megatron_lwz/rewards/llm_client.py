@@ -127,6 +127,9 @@ class Sampling:
     """Server-side sampling seed; also part of the cache key (vary it for independent samples)."""
     extra_body: dict[str, Any] | None = None
     """Further body fields passed through as-is (e.g. vLLM's ``top_k``); part of the cache key."""
+    sample: int = 0
+    """Index of an independent sample of the same request: part of the cache key only, never sent
+    (a re-ask after an unusable reply, or k judge samples from a server that ignores ``seed``)."""
 
 
 @dataclass
@@ -266,7 +269,8 @@ class OpenAIClient:
         params = self._params(sampling)
         key = None
         if self.cache is not None:
-            key = cache_key({"model": self.cfg.model, "api": self.cfg.api, **payload, "sampling": params})
+            tag = {"sample": sampling.sample} if sampling is not None and sampling.sample else {}
+            key = cache_key({"model": self.cfg.model, "api": self.cfg.api, **payload, "sampling": params, **tag})
             hit = self.cache.get(key)
             if hit is not None:
                 self.usage.add(cache_hits=1)

@@ -50,6 +50,10 @@ def test_cache_resumes_without_requests_and_keys_on_sampling(stub_server, tmp_pa
     again.chat(convs[0], Sampling(temperature=0.5))  # other sampling → other key → one request
     again.chat(convs[0], Sampling(temperature=1.0, seed=1))  # a seed asks for an independent sample
     assert len(stub_server.requests) == 8
+    again.chat(convs[0], Sampling(temperature=1.0, sample=1))  # a sample index: new key, same body
+    assert len(stub_server.requests) == 9 and "sample" not in stub_server.requests[-1]["body"]
+    first_q0 = next(r for r in stub_server.requests if r["body"]["messages"] == convs[0])
+    assert stub_server.requests[-1]["body"] == first_q0["body"]
 
 
 def test_failures_are_returned_not_cached_and_asked_again(stub_server, tmp_path):
