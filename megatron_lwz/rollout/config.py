@@ -19,6 +19,15 @@ from typing import Literal, Optional
 from megatron_lwz.config.base import ConfigError
 
 
+NCCL_UNSUPPORTED = (
+    "rollout.weight_transfer_backend=nccl is not supported yet; use ipc (colocated vLLM). Why: vLLM's NCCL "
+    "receiver consumes tensors in the order of its own HF parameter list (strict order), while our export "
+    "iterates in Megatron layer order; and with vLLM colocated, its workers sit on the trainer's GPUs, where "
+    "one NCCL communicator cannot hold two ranks on the same GPU."
+)
+"""The reason ``weight_transfer_backend: nccl`` is refused in validation (issue 11, defect 5)."""
+
+
 @dataclass(kw_only=True)
 class RolloutConfig:
     """Which rollout engine to build and how (see megatron_lwz/rollout/__init__.py build_engine)."""
@@ -42,7 +51,8 @@ class RolloutConfig:
     sleep_level: Literal[1, 2] = 2
     """vLLM sleep level while training: 1 offloads weights to CPU, 2 discards them (they are re-sent each sync)."""
     weight_transfer_backend: Literal["ipc", "nccl"] = "ipc"
-    """vLLM weight transfer: 'ipc' (colocated, CUDA IPC) or 'nccl' (vLLM on other GPUs than the trainer)."""
+    """vLLM weight transfer: 'ipc' (colocated, CUDA IPC). 'nccl' is rejected for now (see
+    ``NCCL_UNSUPPORTED``): the field keeps the name so a recipe asking for it gets the reason."""
     bucket_bytes: int = 2 * 1024**3
     """Packed transfer buffer size in bytes; must hold the largest tensor (e.g. a 152k × 3584 bf16 embedding)."""
     packed: bool = True
@@ -61,6 +71,8 @@ class RolloutConfig:
     """Samples of the current rollout used as the verification probe batch."""
 
     def __post_init__(self) -> None:
+        if self.weight_transfer_backend == "nccl":
+            raise ConfigError(NCCL_UNSUPPORTED)
         if self.tensor_parallel_size < 1:
             raise ConfigError(f"rollout.tensor_parallel_size: must be >= 1, got {self.tensor_parallel_size}")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:

@@ -31,6 +31,13 @@ def test_config_from_dict_and_validation():
         RolloutConfig(verify_threshold=0.0)
 
 
+def test_nccl_weight_transfer_rejected_with_reason():
+    """Issue 11 defect 5: the NCCL path needs HF parameter order and separate GPUs; refused in validation."""
+    with pytest.raises(ConfigError, match=r"weight_transfer_backend=nccl is not supported yet; use ipc.*order"):
+        from_dict(RolloutConfig, {"engine": "vllm", "weight_transfer_backend": "nccl"})
+    assert RolloutConfig(weight_transfer_backend="ipc").weight_transfer_backend == "ipc"
+
+
 def test_build_engine_hf_on_cpu(tokenizer):
     cfg = RolloutConfig(engine="auto", max_batch_size=3)
     if not torch.cuda.is_available():
