@@ -1,0 +1,91 @@
+"""Planner memory/time model against hand computations, Korthikanti et al. 2022 and bench.flops."""
+
+from __future__ import annotations
+
+import pytest
+
+from megatron_lwz.bench.flops import train_flops_per_token
+from megatron_lwz.models.presets import PRESETS
+from megatron_lwz.plan.hardware import GIB, gpu
+from megatron_lwz.plan.memory import act_bytes_per_token, memory_breakdown, padded_vocab
+from megatron_lwz.plan.search import Fixed, plan
+from megatron_lwz.plan.shape import ModelShape, from_preset
+from megatron_lwz.plan.spec import Job, Layout
+from megatron_lwz.plan.timing import step_time
+
+
+def _lay(**kw) -> Layout:
+    base = dict(tp=1, pp=1, vpp=None, dp=1, sp=False, recompute="none", fp8=False)
+    return Layout(**{**base, **kw})
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-0.5b", "qwen2.5-7b", "qwen2.5-32b", "qwen2.5-72b"])
+def test_flops_match_bench_flops(name):
+    assert from_preset(name).train_flops_per_token(32768) == pytest.approx(train_flops_per_token(PRESETS[name], 32768))
+
+
+def test_params_match_hf_count():
+    # ModelShape has no QKV-bias switch: Qwen2 always has one; HF's count adds the final norm (h).
+    arch = PRESETS["qwen2.5-32b"]
+    assert from_preset("qwen2.5-32b").num_params() + arch.hidden_size == arch.num_params()
+
+
+def test_activations_equal_korthikanti_without_dropout():
+    # GPT (MHA, GELU 4h): Korthikanti eq. 2 gives sbh·34 with 2 dropout masks (sbh each) and the
+    # s² softmax terms; fused attention and no dropout leave 32 h bytes per token; TP without SP
+    # (eq. 4): 10 + 24/t minus the 2 masks = 8 + 24/t; TP + SP (eq. 5): 32/t.
+    gpt = ModelShape(layers=2, hidden=1024, ffn=4096, heads=16, kv_heads=16, vocab=1000, swiglu=False)
+    h = 1024
+    assert act_bytes_per_token(gpt, _lay()) == 32 * h
+    assert act_bytes_per_token(gpt, _lay(tp=4)) == 8 * h + 24 * h / 4
+    assert act_bytes_per_token(gpt, _lay(tp=4, sp=True)) == 32 * h / 4
+
+
+def test_cpt_recipe_memory_matches_its_hand_arithmetic():
+    # examples/pretrain/qwen2.5-32b_cpt.yaml comment: weights 3.8, grads 7.6, Adam 5.7, FP8 3.8,
+    # logits 5.8, context 4.0 GiB; 2.05B params per GPU at TP 8 × PP 2.
+    parts = memory_breakdown(from_preset("qwen2.5-32b"),
+                             _lay(tp=8, pp=2, dp=4, sp=True, recompute="full", fp8=True),
+                             Job(kind="cpt", seq_length=32768, global_batch=512))
+    assert parts["weights"] == pytest.approx(3.81, abs=0.01)
+    assert parts["grads"] == pytest.approx(7.63, abs=0.01)
+    assert parts["optimizer"] == pytest.approx(5.72, abs=0.01)
+    assert parts["logits"] == pytest.approx(32768 * 152576 / 8 * 10 / GIB)
+    assert 30 < sum(parts.values()) < 36
+
+
+def test_padded_vocab():
+    assert padded_vocab(152064, 8) == 152576 and padded_vocab(151936, 1) == 151936 and padded_vocab(151937, 1) == 152064
+
+
+def test_single_gpu_step_is_flops_over_rate_plus_elementwise():
+    # TP = PP = DP = 1: no communication; compute = 3·F_fwd/(peak·eff) + elementwise + logits.
+    shape = ModelShape(layers=4, hidden=4096, ffn=11008, heads=32, kv_heads=32, vocab=32000)
+    g = gpu("h100")
+    t = step_time(shape, _lay(), Job(kind="cpt", seq_length=4096, global_batch=8), g)
+    assert t.tp_comm == t.dp_comm == t.pp_bubble == 0
+    gemm, attn, logits = shape.fwd_flops_per_token(4096)
+    lower = 8 * 4096 * 3 * (gemm + attn + logits) / (g.bf16_flops * g.gemm_eff)
+    assert lower < t.compute < 1.4 * lower
+
+
+def test_recompute_full_costs_a_forward_and_saves_memory():
+    shape, g = from_preset("qwen2.5-7b"), gpu("h100")
+    job = Job(kind="cpt", seq_length=8192, global_batch=64)
+    none = step_time(shape, _lay(tp=4, dp=2, sp=True), job, g)
+    full = step_time(shape, _lay(tp=4, dp=2, sp=True, recompute="full"), job, g)
+    assert 1.2 < full.compute / none.compute < 1.4
+    m_none = memory_breakdown(shape, _lay(tp=4, dp=2, sp=True), job)["activations"]
+    m_full = memory_breakdown(shape, _lay(tp=4, dp=2, sp=True, recompute="full"), job)["activations"]
+    assert m_full < m_none / 5
+
+
+def test_fixed_flags_pin_the_layout_and_bad_requests_fail():
+    shape, g = from_preset("qwen2.5-32b"), gpu("h100")
+    preds = plan(shape, 64, g, Job(kind="cpt", seq_length=32768, global_batch=512),
+                 Fixed(tp=8, pp=2, vpp=0, recompute="full"), scales={})
+    assert {(p.layout.tp, p.layout.pp, p.layout.vpp, p.layout.recompute) for p in preds} == {(8, 2, None, "full")}
+    with pytest.raises(ValueError, match="no layout"):
+        plan(shape, 64, g, Job(kind="cpt", seq_length=4096, global_batch=512), Fixed(tp=3), scales={})
+    with pytest.raises(ValueError, match="unknown"):
+        gpu("v100")
