@@ -33,7 +33,7 @@ def to_transformer_config(arch: Any, model: Any, parallel: ParallelConfig, preci
     dtype = resolve_dtype(precision)
     extra: dict[str, Any] = {}
     if precision.fp8:
-        extra.update(fp8=precision.fp8, fp8_recipe=precision.fp8_recipe, fp8_param=precision.fp8_param_gather)
+        extra.update(fp8=precision.fp8, fp8_recipe=precision.fp8_recipe, fp8_param=fp8_params(precision))
     if model.recompute == "full":
         extra.update(recompute_granularity="full", recompute_method="uniform",
                      recompute_num_layers=model.recompute_num_layers)
@@ -59,6 +59,15 @@ def to_transformer_config(arch: Any, model: Any, parallel: ParallelConfig, preci
     )
 
 
+def fp8_params(precision: PrecisionConfig) -> bool:
+    """Parameters kept in FP8 (``TransformerConfig.fp8_param``) — then the DDP config's
+    ``fp8_param_gather`` must be set too: the distributed optimizer skips FP8 model params when it
+    copies the updated main params back (megatron/core/optimizer/distrib_optimizer.py:2867-2869) and
+    re-quantizes them only under ``ddp_config.fp8_param_gather`` (:2815-2843); without it the FP8
+    weights are never updated. One predicate for both translators."""
+    return bool(precision.fp8) and precision.fp8_param_gather
+
+
 def to_ddp_config(parallel: ParallelConfig, precision: PrecisionConfig) -> Any:
     from megatron.core.distributed import DistributedDataParallelConfig
 
@@ -67,6 +76,7 @@ def to_ddp_config(parallel: ParallelConfig, precision: PrecisionConfig) -> Any:
         overlap_grad_reduce=parallel.overlap_grad_reduce,
         overlap_param_gather=parallel.overlap_param_gather,
         use_distributed_optimizer=parallel.distributed_optimizer,
+        fp8_param_gather=fp8_params(precision),
         average_in_collective=False,
         check_for_nan_in_grad=True,
     )

@@ -57,6 +57,12 @@ def validate_precision(model: ModelConfig, parallel: ParallelConfig, precision: 
     if precision.fp8 and not (cuda and te):
         raise ConfigError(f"precision.fp8={precision.fp8!r} needs CUDA and transformer-engine "
                           "(pip install -e .[gpu]); set precision.fp8=null on this machine")
+    if precision.fp8_param_gather and not precision.fp8:
+        raise ConfigError("precision.fp8_param_gather=true needs precision.fp8 (FP8 parameters are TE FP8 tensors)")
+    if precision.fp8_param_gather and not parallel.distributed_optimizer:
+        # Only the distributed optimizer re-quantizes FP8 params after a step (distrib_optimizer.py:2815).
+        raise ConfigError("precision.fp8_param_gather=true needs parallel.distributed_optimizer=true "
+                          "(megatron updates FP8 parameters only through the distributed optimizer)")
     if precision.fp8 and model.layer_spec == "local":
         raise ConfigError("precision.fp8 needs model.layer_spec=te or auto (FP8 GEMMs are TE modules)")
     if model.layer_spec == "te" and not (cuda and te):

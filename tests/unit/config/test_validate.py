@@ -153,3 +153,25 @@ def test_model_resolution_rules():
 def test_validate_model_parallel_combines_rules():
     assert validate_model_parallel(TINY, ModelConfig(), _par(tensor_parallel=2), PrecisionConfig(), 4,
                                    cuda=False, te=False) == 2
+
+
+def test_fp8_param_gather_reaches_ddp_config():
+    """Issue 11 defect 6: FP8 params (TransformerConfig.fp8_param) without the DDP config's
+    fp8_param_gather are never re-quantized by the distributed optimizer (distrib_optimizer.py:2815,
+    2867): the translated DistributedDataParallelConfig must carry the flag, and only with FP8 on."""
+    from megatron_lwz.config.megatron import fp8_params, to_ddp_config
+
+    on = PrecisionConfig(fp8="hybrid", fp8_recipe="tensorwise", fp8_param_gather=True)
+    assert to_ddp_config(_par(), on).fp8_param_gather is True
+    assert fp8_params(on)  # the same predicate sets TransformerConfig.fp8_param
+    assert to_ddp_config(_par(), PrecisionConfig(fp8="hybrid")).fp8_param_gather is False
+    assert to_ddp_config(_par(), PrecisionConfig()).fp8_param_gather is False
+
+
+def test_fp8_param_gather_needs_fp8_and_distributed_optimizer():
+    with pytest.raises(ConfigError, match=r"precision.fp8_param_gather=true needs precision.fp8"):
+        validate_precision(ModelConfig(), _par(), PrecisionConfig(fp8_param_gather=True), cuda=True, te=True)
+    with pytest.raises(ConfigError, match=r"fp8_param_gather=true needs parallel.distributed_optimizer=true"):
+        validate_precision(ModelConfig(), _par(distributed_optimizer=False),
+                           PrecisionConfig(fp8="hybrid", fp8_param_gather=True), cuda=True, te=True)
+    validate_precision(ModelConfig(), _par(), PrecisionConfig(fp8="hybrid", fp8_param_gather=True), cuda=True, te=True)
