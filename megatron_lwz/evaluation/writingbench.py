@@ -31,7 +31,7 @@ from megatron_lwz.evaluation.judging import Asked, JudgeConfig, ask_parsed, make
 from megatron_lwz.evaluation.protocols import WRITINGBENCH, WritingBenchProtocol
 from megatron_lwz.rewards.length import AnswerPolicy, count_words
 from megatron_lwz.rewards.llm_client import ChatResult, OpenAIClient, Sampling, strip_reasoning
-from megatron_lwz.rewards.records_io import BadRecords
+from megatron_lwz.rewards.records_io import BadRecords, write_jsonl_atomic
 
 
 @dataclass(kw_only=True)
@@ -166,9 +166,9 @@ def run_writingbench(cfg: WritingBenchConfig, client: OpenAIClient | None = None
                         max_tokens=_pick(cfg.judge.max_tokens, protocol.max_tokens))
     asked = ask_parsed(client, conversations, sampling, parse_score, reask=cfg.judge.reask, desc="WritingBench")
     records = [_judgment_record(cfg, job, a) for job, a in zip(jobs, asked)]
-    _write_jsonl(out / "judgments.jsonl", records)
+    write_jsonl_atomic(out / "judgments.jsonl", records)
     runs = [_aggregate_run([r for r in records if r["run"] == run]) for run in range(len(cfg.generations))]
-    _write_jsonl(out / "query_scores.jsonl", [{"run": i, "index": q, "score": s}
+    write_jsonl_atomic(out / "query_scores.jsonl", [{"run": i, "index": q, "score": s}
                                               for i, run in enumerate(runs) for q, s in run["query_scores"].items()])
     summary = _combine_runs(runs)
     summary.update(_provenance(cfg, protocol, client, sampling, words, missing, len(queries), bad))
@@ -192,10 +192,3 @@ def _provenance(cfg, protocol, client, sampling, words, missing, num_queries, ba
 def _pick(value, default):
     return default if value is None else value
 
-
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(path)
