@@ -53,6 +53,14 @@ class ModelConfig:
     """Activation recomputation: full (uniform, per layer) or selective (core attention only)."""
     recompute_num_layers: int = 1
     """Layers per recompute chunk with recompute='full'."""
+    swiglu_fusion: bool = False
+    """Fused SwiGLU kernel (megatron ``bias_activation_fusion``; our linears have no bias): one pass
+    over the fc1 output instead of separate silu/mul kernels and their backward (CUDA)."""
+    rope_fusion: bool = False
+    """Transformer Engine's fused RoPE kernel (megatron ``apply_rope_fusion``; CUDA + TE)."""
+    gradient_accumulation_fusion: bool = False
+    """TE's weight-gradient GEMMs accumulate straight into the fp32 ``main_grad`` buffer instead of
+    writing a wgrad tensor and adding it per micro-batch (CUDA + TE layer spec)."""
 
 
 @dataclass(kw_only=True)
@@ -75,6 +83,9 @@ class ParallelConfig:
     """Overlap DP gradient reduce-scatter with backward."""
     overlap_param_gather: bool = False
     """Overlap DP parameter all-gather with forward (needs the distributed optimizer)."""
+    tp_comm_overlap: bool = False
+    """Overlap TP all-gather/reduce-scatter with the GEMMs (Transformer Engine userbuffers): CUDA + TE,
+    sequence_parallel, and fixed micro-batch shapes (pretraining: data.seq_length × micro_batch_size)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """torch.distributed backend; auto = nccl with CUDA, gloo without."""
     timeout_minutes: float = 30.0

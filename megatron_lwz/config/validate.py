@@ -77,6 +77,25 @@ def validate_precision(model: ModelConfig, parallel: ParallelConfig, precision: 
                           "megatron's local torch RMSNorm does not support it")
 
 
+def validate_kernels(model: ModelConfig, parallel: ParallelConfig, cuda: bool, te: bool) -> None:
+    """Fusion and TP-overlap switches: GPU kernels with their preconditions (megatron would fail
+    late, inside the first forward, or silently fall back)."""
+    te_spec = cuda and te and model.layer_spec != "local"
+    if model.swiglu_fusion and not cuda:
+        raise ConfigError("model.swiglu_fusion is a CUDA kernel fusion; set it false on this machine")
+    if model.rope_fusion and not (cuda and te):
+        raise ConfigError("model.rope_fusion needs CUDA and transformer-engine (TE's fused RoPE); set it false")
+    if model.gradient_accumulation_fusion and not te_spec:
+        raise ConfigError("model.gradient_accumulation_fusion needs the TE layer spec on CUDA (TE fuses the wgrad "
+                          "accumulation; the local spec would need APEX); set it false or model.layer_spec=te")
+    if parallel.tp_comm_overlap:
+        if not te_spec:
+            raise ConfigError("parallel.tp_comm_overlap needs the TE layer spec on CUDA (TE userbuffers)")
+        if parallel.tensor_parallel < 2 or not parallel.sequence_parallel:
+            raise ConfigError("parallel.tp_comm_overlap overlaps the all-gather/reduce-scatter of sequence "
+                              "parallelism: it needs parallel.tensor_parallel ≥ 2 and parallel.sequence_parallel=true")
+
+
 def validate_batch(parallel_dp: int, micro_batch_size: int, global_batch_size: int, seq_length: int,
                    arch: Any, vpp: int | None, pp: int, seq_multiple: int = 1) -> int:
     """Batch-shape rules; returns micro-batches per step per DP rank. ``seq_multiple``: TP when
@@ -103,4 +122,5 @@ def validate_model_parallel(arch: Any, model: ModelConfig, parallel: ParallelCon
     env_cuda, env_te = environment() if cuda is None or te is None else (cuda, te)
     dp = validate_parallel(arch, parallel, world_size)
     validate_precision(model, parallel, precision, env_cuda if cuda is None else cuda, env_te if te is None else te)
+    validate_kernels(model, parallel, env_cuda if cuda is None else cuda, env_te if te is None else te)
     return dp

@@ -87,6 +87,11 @@ def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
         validate_batch(dp, cfg.train.micro_batch_size, cfg.train.global_batch_size, seq_length, arch,
                        p.virtual_pipeline_parallel, p.pipeline_parallel, p.tensor_parallel if p.sequence_parallel else 1)
     ctx = parallel.init(cfg.parallel)
+    if cfg.parallel.tp_comm_overlap:  # TE userbuffers: allocated for the fixed micro-batch shape
+        from megatron_lwz.parallel.tp_overlap import init_tp_comm_overlap, overlap_tokens
+
+        init_tp_comm_overlap(overlap_tokens(cfg), arch.hidden_size, cfg.parallel.tensor_parallel,
+                             fp8=bool(cfg.precision.fp8))
     run_dir = prepare_run_dir(cfg.logging.run_dir, cfg, is_rank0=ctx.is_rank0)
     trainer = build_trainer(model=cfg.model, parallel=cfg.parallel, precision=cfg.precision, optim=cfg.optim,
                             scheduler=cfg.scheduler, total_steps=total_steps, ctx=ctx, arch=arch,

@@ -175,3 +175,51 @@ def test_fp8_param_gather_needs_fp8_and_distributed_optimizer():
         validate_precision(ModelConfig(), _par(distributed_optimizer=False),
                            PrecisionConfig(fp8="hybrid", fp8_param_gather=True), cuda=True, te=True)
     validate_precision(ModelConfig(), _par(), PrecisionConfig(fp8="hybrid", fp8_param_gather=True), cuda=True, te=True)
+
+
+# ---- kernel fusions and TP-communication overlap (validate_kernels) ------------------------------
+
+@pytest.mark.parametrize("field, match", [("swiglu_fusion", "CUDA kernel"), ("rope_fusion", "fused RoPE"),
+                                          ("gradient_accumulation_fusion", "TE layer spec")])
+def test_fusions_need_gpu(field, match):
+    from megatron_lwz.config.validate import validate_kernels
+
+    with pytest.raises(ConfigError, match=rf"model.{field}.*{match}"):
+        validate_kernels(ModelConfig(**{field: True}), _par(), cuda=False, te=False)
+    validate_kernels(ModelConfig(layer_spec="te", **{field: True}), _par(), cuda=True, te=True)
+
+
+def test_tp_comm_overlap_needs_te_and_sequence_parallel():
+    from megatron_lwz.config.validate import validate_kernels
+
+    te_model = ModelConfig(layer_spec="te")
+    with pytest.raises(ConfigError, match="parallel.tp_comm_overlap needs the TE layer spec"):
+        validate_kernels(te_model, _par(tensor_parallel=2, sequence_parallel=True, tp_comm_overlap=True),
+                         cuda=False, te=False)
+    with pytest.raises(ConfigError, match="sequence_parallel=true"):
+        validate_kernels(te_model, _par(tensor_parallel=2, tp_comm_overlap=True), cuda=True, te=True)
+    validate_kernels(te_model, _par(tensor_parallel=2, sequence_parallel=True, tp_comm_overlap=True), cuda=True, te=True)
+
+
+def test_tp_comm_overlap_needs_fixed_shapes():
+    from types import SimpleNamespace
+
+    from megatron_lwz.parallel.tp_overlap import overlap_tokens
+
+    cpt = SimpleNamespace(data=SimpleNamespace(seq_length=4096), train=SimpleNamespace(micro_batch_size=2))
+    assert overlap_tokens(cpt) == 8192
+    with pytest.raises(ConfigError, match="fixed micro-batch shapes"):
+        overlap_tokens(SimpleNamespace(train=SimpleNamespace(micro_batch_size=1)))
+
+
+def test_translator_passes_fusions_and_overlap():
+    from megatron_lwz.config.megatron import to_transformer_config
+
+    model = ModelConfig(preset="tiny", swiglu_fusion=True, gradient_accumulation_fusion=True)
+    tc = to_transformer_config(TINY, model, _par(tp_comm_overlap=True), PrecisionConfig(dtype="fp32"), use_te=False,
+                               initialize=False)
+    assert tc.bias_activation_fusion and tc.gradient_accumulation_fusion and tc.tp_comm_overlap
+    assert not tc.apply_rope_fusion
+    plain = to_transformer_config(TINY, ModelConfig(preset="tiny"), _par(), PrecisionConfig(dtype="fp32"), use_te=False,
+                                  initialize=False)
+    assert not (plain.bias_activation_fusion or plain.gradient_accumulation_fusion or plain.tp_comm_overlap)

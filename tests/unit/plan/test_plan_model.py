@@ -41,9 +41,9 @@ def test_activations_equal_korthikanti_without_dropout():
     assert act_bytes_per_token(gpt, _lay(tp=4, sp=True)) == 32 * h / 4
 
 
-def test_cpt_recipe_memory_matches_its_hand_arithmetic():
-    # examples/pretrain/qwen2.5-32b_cpt.yaml comment: weights 3.8, grads 7.6, Adam 5.7, FP8 3.8,
-    # logits 5.8, context 4.0 GiB; 2.05B params per GPU at TP 8 × PP 2.
+def test_tp8_pp2_full_recompute_matches_hand_arithmetic():
+    # The CPT recipe's previous layout, worked by hand in its comments: weights 3.8, grads 7.6,
+    # Adam 5.7, FP8 3.8, logits 5.8, context 4.0 GiB; 2.05B params per GPU at TP 8 × PP 2.
     parts = memory_breakdown(from_preset("qwen2.5-32b"),
                              _lay(tp=8, pp=2, dp=4, sp=True, recompute="full", fp8=True),
                              Job(kind="cpt", seq_length=32768, global_batch=512))
