@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
@@ -128,9 +128,29 @@ def epoch_order(num_pairs: int, seed: int, consumed: int, count: int) -> list[in
     return shuffled_stream(num_pairs, seed, consumed, count)
 
 
-def iter_eval_microbatches(pairs: PairSet, micro_batch_size: int, pad_id: int, dp_rank: int, dp_size: int,
-                           fixed_length: int | None, multiple: int = 1) -> Iterator[dict[str, torch.Tensor]]:
-    """This DP rank's contiguous share of all pairs, in micro-batches."""
+def longest(pairs: PairSet, indices: Sequence[int], multiple: int = 1) -> int:
+    """The longest chosen or rejected token list among ``indices``, rounded up to ``multiple``."""
+    return round_up(max((max(len(pairs.chosen[i]), len(pairs.rejected[i])) for i in indices), default=1), multiple)
+
+
+def step_microbatches(pairs: PairSet, indices: Sequence[int], micro_batch_size: int, pad_id: int, *,
+                      pipelined: bool, multiple: int = 1) -> tuple[list[dict[str, torch.Tensor]], int]:
+    """One step's micro-batches of the pairs ``indices`` and the ``seq_length`` the schedule gets.
+
+    Without PP each micro-batch is trimmed to its own longest row (``seq_length`` 0: free shapes).
+    With PP the p2p buffers need one (rows, length) for all micro-batches of the step, so every row
+    is padded to the longest sequence among ``indices`` — this pipeline's share of the global batch,
+    not ``data.max_length`` (at the paper's 3.5K-token mean and 16,384 cap that was ~4× the FLOPs).
+    All stages of one pipeline have the same DP rank, hence the same ``indices`` (the epoch order is a
+    pure function of the seed and the position), so they agree on the shape without a collective.
+    """
+    length = longest(pairs, indices, multiple) if pipelined else None
+    return pair_microbatches(pairs, indices, micro_batch_size, pad_id, length, multiple), length or 0
+
+
+def eval_microbatches(pairs: PairSet, micro_batch_size: int, pad_id: int, dp_rank: int, dp_size: int, *,
+                      pipelined: bool, multiple: int = 1) -> tuple[list[dict[str, torch.Tensor]], int]:
+    """This DP rank's contiguous share of all pairs, as :func:`step_microbatches`."""
     per = (len(pairs) + dp_size - 1) // dp_size
     mine = list(range(dp_rank * per, min(len(pairs), (dp_rank + 1) * per)))
-    yield from pair_microbatches(pairs, mine, micro_batch_size, pad_id, fixed_length, multiple)
+    return step_microbatches(pairs, mine, micro_batch_size, pad_id, pipelined=pipelined, multiple=multiple)

@@ -35,3 +35,20 @@ def test_pair_microbatches_layout_and_padding():
     assert [tuple(mb["tokens"].shape) for mb in fixed] == [(4, 8), (4, 8)]
     assert int(fixed[1]["num_pairs"]) == 1 and int(fixed[1]["side"]) == 2
     assert fixed[1]["lengths"].tolist() == [1, 1, 1, 1]
+
+
+def test_pipelined_step_pads_to_the_longest_of_its_pairs_not_max_length():
+    """PP: one shape per step = the longest sequence among the step's pairs (rounded to the SP
+    multiple); a longer pair outside the step does not widen it (the old code padded to max_length)."""
+    from megatron_lwz.rewards.rm_data import eval_microbatches, longest, step_microbatches
+
+    pairs = PairSet(chosen=[[1] * 3, [1] * 6, [1] * 2, [1] * 40], rejected=[[2] * 5, [2] * 2, [2] * 9, [2] * 4])
+    mbs, seq_len = step_microbatches(pairs, [0, 1, 2], 2, PAD, pipelined=True)
+    assert seq_len == 9 == longest(pairs, [0, 1, 2])
+    assert {tuple(mb["tokens"].shape) for mb in mbs} == {(4, 9)}
+    mbs, seq_len = step_microbatches(pairs, [0, 1], 2, PAD, pipelined=True, multiple=4)
+    assert seq_len == 8 and {tuple(mb["tokens"].shape) for mb in mbs} == {(4, 8)}
+    mbs, seq_len = step_microbatches(pairs, [0, 1, 2], 2, PAD, pipelined=False)
+    assert seq_len == 0 and [tuple(mb["tokens"].shape) for mb in mbs] == [(4, 6), (2, 9)]
+    mbs, seq_len = eval_microbatches(pairs, 2, PAD, dp_rank=1, dp_size=2, pipelined=True)
+    assert seq_len == 40 and {tuple(mb["tokens"].shape) for mb in mbs} == {(4, 40)}  # rank 1 holds pairs 2, 3
