@@ -236,12 +236,16 @@ class Tokenizer:
             return self._sp.encode(list(texts), out_type=int, num_threads=num_threads)
         return [e.ids for e in self._hf.encode_batch(list(texts), add_special_tokens=False)]
 
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of ``ids``; special tokens are rendered (not skipped)."""
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        """Text of ``ids``; special tokens are rendered unless ``skip_special_tokens`` (rollout
+        engines never skip them: megatron_lwz/rollout/text.py)."""
         ids = [int(i) for i in ids]
         if self._sp is not None:
+            if skip_special_tokens:
+                specials = set(self.special_tokens.values())
+                ids = [i for i in ids if i not in specials and not self._sp.is_control(i)]
             return self._sp.decode(ids)
-        return self._hf.decode(ids, skip_special_tokens=False)
+        return self._hf.decode(ids, skip_special_tokens=skip_special_tokens)
 
     # megatron-core's MegatronTokenizer names
     tokenize = encode

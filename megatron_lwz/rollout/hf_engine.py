@@ -39,6 +39,7 @@ import torch
 
 from megatron_lwz.rollout.sampling import (
     LogprobsMode, check_sampling_args, make_generators, request_seed, sample_next)
+from megatron_lwz.rollout.text import decoder as response_decoder
 from megatron_lwz.rollout.types import PromptRecord, RolloutGroup, Sample, SamplingParams
 from megatron_lwz.rollout.verify import WeightSyncError
 
@@ -341,7 +342,7 @@ class HFRolloutEngine:
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                             past_key_values=cache, use_cache=True).logits[:, -1]  # (B, V)
         next_pos = positions[:, -1] + 1  # (B,)
-        rows = [_Row(detok=IncrementalDetokenizer(self.tokenizer.decode, p), limit=lim)
+        rows = [_Row(detok=IncrementalDetokenizer(response_decoder(self.tokenizer), p), limit=lim)
                 for p, lim in zip(prompt_ids, limits)]
         gens = make_generators(seeds)
         active = list(range(batch))  # row index of each batch position

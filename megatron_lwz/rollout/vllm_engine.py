@@ -62,6 +62,8 @@ from megatron_lwz.rollout.config import RolloutConfig
 from megatron_lwz.rollout.hf_engine import (
     TokenizerLike, WeightSyncReport, expected_hf_parameters, resolve_dtype)
 from megatron_lwz.rollout.sampling import check_sampling_args, request_seed
+from megatron_lwz.rollout.text import VLLM_DETOKENIZE, strip_eod
+from megatron_lwz.rollout.text import decoder as response_decoder
 from megatron_lwz.rollout.types import PromptRecord, RolloutGroup, Sample, SamplingParams
 from megatron_lwz.rollout.verify import WeightSyncError
 
@@ -324,18 +326,14 @@ class VLLMRolloutEngine:
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids],
                                     [self._vllm_params(params, i) for i in range(len(prompts))],
                                     use_tqdm=False)
-        return [RolloutGroup(prompt=rec, samples=_to_samples(out, rec, text, ids, params.logprobs))
+        eod = (self.tokenizer.eod, response_decoder(self.tokenizer)([self.tokenizer.eod]))
+        return [RolloutGroup(prompt=rec, samples=_to_samples(out, rec, text, ids, params.logprobs, eod))
                 for out, rec, text, ids in zip(outputs, prompts, prompt_texts, prompt_ids)]
 
     def _vllm_params(self, params: SamplingParams, prompt_index: int) -> Any:
         from vllm import SamplingParams as VLLMSamplingParams
 
-        return VLLMSamplingParams(  # sampling_params.py:285-384
-            n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
-            stop=list(params.stop) or None, stop_token_ids=[self.tokenizer.eod],
-            seed=None if params.seed is None else request_seed(params.seed, prompt_index),
-            logprobs=0 if params.logprobs else None, include_stop_str_in_output=True,
-            skip_special_tokens=True)
+        return VLLMSamplingParams(**vllm_sampling_kwargs(params, prompt_index, self.tokenizer.eod))
 
     def shutdown(self) -> None:
         """Drop the trainer-side transfer state and the ``LLM`` (frees its GPU memory)."""
@@ -348,6 +346,16 @@ class VLLMRolloutEngine:
         self.llm = None
 
 
+def vllm_sampling_kwargs(params: SamplingParams, prompt_index: int, eod: int) -> dict[str, Any]:
+    """Keyword arguments of vLLM's ``SamplingParams`` (sampling_params.py:285-384) for one prompt;
+    the text fields follow the one detokenization rule of both engines (``rollout.text``)."""
+    return dict(
+        n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
+        stop=list(params.stop) or None, stop_token_ids=[eod],
+        seed=None if params.seed is None else request_seed(params.seed, prompt_index),
+        logprobs=0 if params.logprobs else None, **VLLM_DETOKENIZE)
+
+
 def _numel(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:
@@ -355,8 +363,10 @@ def _numel(shape: Sequence[int]) -> int:
     return n
 
 
-def _to_samples(out: Any, record: PromptRecord, text: str, prompt_ids: list[int], want_logprobs: bool) -> list[Sample]:
-    """vLLM ``RequestOutput`` → our Samples (``CompletionOutput`` fields: outputs.py:59-98)."""
+def _to_samples(out: Any, record: PromptRecord, text: str, prompt_ids: list[int], want_logprobs: bool,
+                eod: tuple[int, str]) -> list[Sample]:
+    """vLLM ``RequestOutput`` → our Samples (``CompletionOutput`` fields: outputs.py:59-98);
+    ``eod``: (id, text) of the EOD token, whose text is not part of a response (``rollout.text``)."""
     samples = []
     for comp in sorted(out.outputs, key=lambda c: c.index):
         if comp.finish_reason not in ("stop", "length"):
@@ -369,6 +379,6 @@ def _to_samples(out: Any, record: PromptRecord, text: str, prompt_ids: list[int]
                 raise RuntimeError("vLLM returned no per-token log-probs although logprobs=0 was requested")
             logprobs = [float(pos[tok].logprob) for pos, tok in zip(comp.logprobs, token_ids)]
         samples.append(Sample(prompt=record, prompt_text=text, prompt_token_ids=list(prompt_ids),
-                              response_token_ids=token_ids, response_text=comp.text,
+                              response_token_ids=token_ids, response_text=strip_eod(comp.text, token_ids, *eod),
                               finish_reason=comp.finish_reason, rollout_logprobs=logprobs))
     return samples

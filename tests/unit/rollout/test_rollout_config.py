@@ -166,6 +166,21 @@ def test_vllm_engine_sync_lifecycle(fake_vllm, tokenizer, monkeypatch):
         engine.wake()
 
 
+def test_vllm_engine_text_rule(fake_vllm, tokenizer, monkeypatch):
+    """Issue 11 defect 12: vLLM keeps special tokens in the text (as the HF engine); EOD text is cut."""
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    engine = make_vllm_engine(fake_vllm, tokenizer)
+    engine.update_weights((n, t.to(torch.bfloat16)) for n, t in tiny_model(seed=3).state_dict().items())
+    rec = PromptRecord(prompt_id="p", question="q", length_lower=1, length_upper=2)
+    engine.llm._outputs = lambda prompts, params: [SimpleNamespace(outputs=[SimpleNamespace(
+        index=0, token_ids=[7, tokenizer.eod], text="<answer>a</answer><|endoftext|>", finish_reason="stop",
+        logprobs=None)], prompt_token_ids=p["prompt_token_ids"]) for p in prompts]
+    sample = engine.generate([rec], ["q"], SamplingParams(logprobs=False))[0].samples[0]
+    sp = engine.llm.calls[-1][1][1][0]
+    assert sp.skip_special_tokens is False and sp.spaces_between_special_tokens is False
+    assert sample.response_text == "<answer>a</answer>"
+
+
 def test_vllm_engine_rejects_bad_export_and_closes_session(fake_vllm, tokenizer):
     engine = make_vllm_engine(fake_vllm, tokenizer)
     good = dict(tiny_model(seed=3).state_dict())
