@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     g.add_argument("--engines", type=int, help="vLLM engines (default GPUs / gen-tp)")
     g.add_argument("--gen-mem", type=float, default=0.32, help="vLLM gpu_memory_utilization")
     g.add_argument("--rm", help="reward-model preset scored every step (e.g. qwen2.5-72b)")
+    g.add_argument("--workload", choices=["lognormal", "longwriter"], default="lognormal",
+                   help="response lengths: log-normal with --response-mean, or LongWriter-Zero's length ranges")
     o = parser.add_argument_group("output")
     o.add_argument("--top", type=int, default=15, help="rows in the table and the JSON line")
     o.add_argument("--headroom", type=float, help="share of HBM kept free for 'fits' (default 0.08 calibrated, "
@@ -84,7 +86,8 @@ def job_from_args(args: argparse.Namespace):
     grpo = GrpoSpec(prompts=args.prompts, group=args.group, prompt_mean=args.prompt_mean,
                     response_mean=args.response_mean, response_max=args.response_max, minibatches=args.minibatches,
                     gen_tp=args.gen_tp, engines=args.engines, gen_mem_fraction=args.gen_mem,
-                    rm=from_preset(args.rm) if args.rm else None, rm_input_mean=args.rm_input_mean)
+                    rm=from_preset(args.rm) if args.rm else None, rm_input_mean=args.rm_input_mean,
+                    workload=args.workload)
     return Job(kind=args.job, seq_length=args.seq, global_batch=args.global_batch, micro_batch=args.micro_batch,
                tp_comm_overlap=args.tp_comm_overlap, overlap_grad_reduce=args.overlap_grad_reduce,
                overlap_param_gather=args.overlap_param_gather, distributed_optimizer=args.distributed_optimizer,

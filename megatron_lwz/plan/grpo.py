@@ -1,16 +1,15 @@
 """GRPO step = rollout + weight sync + old-log-prob recompute + RM scoring + policy updates.
 
-The rollout term is :func:`rollout_seconds`, a closed-form decode model kept behind one function so
-that the discrete-event rollout simulator of the rollout-at-scale issue can replace it:
-
-* engines ``E`` (vLLM, TP ``g`` each) share the samples; an engine keeps ``C`` sequences in
-  flight, limited by its KV cache (``gpu_memory_utilization × HBM − weights − 3 GiB``) at the mean
-  live context ``prompt + response/2``;
-* one decode step of ``C`` sequences reads the engine's weights and their KV once
-  (``DECODE_BW_EFF`` of HBM bandwidth) or is compute-bound at ``2·N·C`` FLOPs, whichever is slower,
-  plus two TP all-reduces per layer (``ALLREDUCE_LATENCY_S``) and ``STEP_OVERHEAD_S`` of scheduler time;
-* ``S/C`` waves of ``response_mean`` steps, then the long tail of ``response_max − response_mean``
-  steps at a tenth of the concurrency; prefill once per prompt (prefix caching).
+Rollout: the discrete-event vLLM simulator of the rollout-at-scale issue
+(:mod:`megatron_lwz.bench.rollout_sim`: continuous batching, KV-cache admission and preemption,
+decode steps memory-bound on weights + KV at a calibrated share of HBM bandwidth), parametrised
+here from the model shape and the GPU table: ``E`` engines of ``gen_tp`` GPUs, each holding
+``gpu_memory_utilization × HBM − weights − 3 GiB`` of KV; whole prompt groups go round-robin to
+the engines (prefix caching shares a prompt's KV within its group). Response lengths per sample:
+``workload="lognormal"`` draws them log-normal (σ = ``RESPONSE_SIGMA``) with the cap
+``response_max`` and the location solved so that the capped mean is ``response_mean``;
+``workload="longwriter"`` uses the simulator's LongWriter-Zero length-range workload
+(:mod:`megatron_lwz.bench.rollout_workload`), whose mean then replaces ``response_mean``.
 
 Weight sync: a TP all-gather of the bf16 weights over NVLink (every trainer rank materialises full
 tensors, rollout/export.py) plus vLLM's ``load_weights`` at HBM speed and a fixed
@@ -20,23 +19,23 @@ with PP > 1 the trainer pads every micro-batch to the longest sample, which the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
 
 from megatron_lwz.plan.hardware import GIB, Gpu
 from megatron_lwz.plan.shape import ModelShape
-from megatron_lwz.plan.spec import Job, Layout
+from megatron_lwz.plan.spec import GrpoSpec, Job, Layout
 from megatron_lwz.plan.timing import step_time
 
-DECODE_BW_EFF = 0.5
-"""Achieved share of HBM bandwidth in vLLM decode (paged KV gathers, small batches per layer)."""
-DECODE_FLOP_EFF = 0.35
-"""Achieved share of BF16 peak for the decode GEMMs when compute-bound."""
-ALLREDUCE_LATENCY_S = 12e-6
-"""One small NVLink all-reduce (two per layer per decode step with TP > 1)."""
-STEP_OVERHEAD_S = 2e-3
-"""vLLM scheduler + sampling time per decode step."""
+RESPONSE_SIGMA = 0.6
+"""Log-normal spread of response lengths before the cap (workload='lognormal')."""
 SYNC_FIXED_S = 2.0
 """Per-sync fixed cost: wake-up, IPC handle exchange, prefix-cache reset."""
+VLLM_RESERVED_GIB = 3.0
+"""Per-GPU share of vLLM's budget that is not KV cache (activations, CUDA graphs)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,32 +53,54 @@ class GrpoTime:
         return self.rollout + self.sync + self.logprob + self.rm + self.train
 
 
-def decode_step_seconds(shape: ModelShape, gpu: Gpu, g: int, concurrency: float, context: float) -> float:
-    """One decode step of ``concurrency`` sequences at mean context ``context`` on a TP-``g`` engine."""
-    kv_per_token = 2 * 2 * shape.layers * shape.kv_heads * shape.d / g
-    memory = (2 * shape.num_params() / g + concurrency * context * kv_per_token) / (gpu.hbm_bw * DECODE_BW_EFF)
-    compute = 2 * shape.num_params() * concurrency / g / (gpu.bf16_flops * DECODE_FLOP_EFF)
-    comm = 2 * shape.layers * ALLREDUCE_LATENCY_S if g > 1 else 0.0
-    return max(memory, compute) + comm + STEP_OVERHEAD_S
+@lru_cache(maxsize=32)
+def response_lengths(spec: GrpoSpec) -> np.ndarray:
+    """(prompts, group) generated tokens per sample (module doc); seeded, read-only."""
+    cap = spec.response_max
+    if spec.workload == "longwriter":
+        from megatron_lwz.bench.rollout_workload import make_workload
+
+        out = make_workload(spec.prompts, spec.group, seed=0, max_tokens=cap, prompt_tokens=spec.prompt_mean)
+        lengths = out.response_tokens
+    else:
+        if not 0 < spec.response_mean < cap:
+            raise ValueError(f"--response-mean {spec.response_mean} must be in (0, --response-max {cap})")
+        z = np.random.default_rng(0).standard_normal((spec.prompts, spec.group))
+        lo, hi = 0.0, math.log(cap) + 5 * RESPONSE_SIGMA
+        for _ in range(60):  # bisection: capped mean is increasing in the location
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if np.minimum(cap, np.exp(mid + RESPONSE_SIGMA * z)).mean() < spec.response_mean \
+                else (lo, mid)
+        lengths = np.maximum(1, np.round(np.minimum(cap, np.exp(lo + RESPONSE_SIGMA * z)))).astype(np.int64)
+    lengths.setflags(write=False)
+    return lengths
 
 
+def mean_response(spec: GrpoSpec) -> float:
+    """Mean generated tokens per sample of the workload."""
+    return float(response_lengths(spec).mean())
+
+
+@lru_cache(maxsize=32)
 def rollout_seconds(shape: ModelShape, gpu: Gpu, gpus: int, job: Job) -> float:
-    """Wall time of one rollout (module doc); the swap point for the rollout simulator."""
+    """Makespan of one rollout on the simulator (module doc); independent of the training layout."""
+    from megatron_lwz.bench.rollout_sim import DecodeModel, simulate_engine
+
     spec = job.grpo
-    g = spec.gen_tp
+    g, n = spec.gen_tp, shape.num_params()
     engines = spec.engines or max(1, gpus // g)
-    samples = spec.prompts * spec.group / engines
-    kv_bytes = (spec.gen_mem_fraction * gpu.hbm_gib - 3.0) * GIB * g - 2 * shape.num_params()
-    kv_tokens = max(kv_bytes, 0.0) / (2 * 2 * shape.layers * shape.kv_heads * shape.d)
-    live = spec.prompt_mean + spec.response_mean / 2
-    conc = max(1.0, min(samples, kv_tokens / live))
-    waves = samples / conc
-    bulk = waves * spec.response_mean * decode_step_seconds(shape, gpu, g, conc, live)
-    tail_conc = max(1.0, conc / 10)
-    tail = max(0, spec.response_max - spec.response_mean) * decode_step_seconds(
-        shape, gpu, g, tail_conc, spec.prompt_mean + (spec.response_mean + spec.response_max) / 2)
-    prefill = 2 * shape.num_params() * spec.prompts * spec.prompt_mean / engines / (g * gpu.bf16_flops * 0.4)
-    return bulk + tail + prefill
+    kv_per_token = 2 * 2 * shape.layers * shape.kv_heads * shape.d
+    kv_bytes = (spec.gen_mem_fraction * gpu.hbm_gib - VLLM_RESERVED_GIB) * GIB * g - 2 * n
+    if kv_bytes <= 0:
+        raise ValueError(f"--gen-mem {spec.gen_mem_fraction} leaves no KV cache next to the weights on TP {g}")
+    model = DecodeModel(params_b=n / 1e9, weight_bytes=2.0 * n, kv_bytes_per_token=kv_per_token, tp=g,
+                        hbm_bytes_per_s=gpu.hbm_bw, peak_flops=gpu.bf16_flops,
+                        kv_capacity_tokens=int(kv_bytes // kv_per_token))
+    per_engine: list[list[int]] = [[] for _ in range(engines)]
+    for i, group in enumerate(response_lengths(spec)):
+        per_engine[i % engines].extend(int(x) for x in group)
+    return max(simulate_engine(np.full(len(lens), spec.prompt_mean), np.array(lens, dtype=np.int64), model,
+                               prefix_share=spec.group).seconds for lens in per_engine if lens)
 
 
 def sync_seconds(shape: ModelShape, gpu: Gpu, lay: Layout, job: Job) -> float:
@@ -94,7 +115,7 @@ def grpo_time(shape: ModelShape, lay: Layout, job: Job, gpu: Gpu, gpus: int) -> 
     """All phases of one GRPO step in policy layout ``lay``."""
     spec = job.grpo
     samples = spec.prompts * spec.group
-    sample_len = spec.prompt_mean + spec.response_mean
+    sample_len = round(spec.prompt_mean + mean_response(spec))
     # Time: every sample once per pass, attention over its own tokens (packing changes the
     # micro-batch count, not the FLOPs); memory was checked at the token budget job.seq_length.
     # With PP > 1 every micro-batch is padded to the mini-batch's longest sample (pipeline p2p

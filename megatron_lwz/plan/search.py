@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import product
 
 from megatron_lwz.plan import calibration
-from megatron_lwz.plan.grpo import grpo_time
+from megatron_lwz.plan.grpo import grpo_time, mean_response
 from megatron_lwz.plan.hardware import Gpu
 from megatron_lwz.plan.memory import memory_breakdown, microbatches, peak_gib
 from megatron_lwz.plan.shape import ModelShape
@@ -104,9 +104,10 @@ def predict(shape: ModelShape, lay: Layout, job: Job, gpu: Gpu, gpus: int,
     if job.kind == "grpo":
         t = grpo_time(shape, lay, job, gpu, gpus)
         spec = job.grpo
-        tokens = spec.prompts * spec.group * (spec.prompt_mean + spec.response_mean)
+        sample_len = spec.prompt_mean + mean_response(spec)
+        tokens = spec.prompts * spec.group * sample_len
         step, phases = t.total, {k: getattr(t, k) for k in ("rollout", "sync", "logprob", "rm", "train")}
-        sample_len = spec.prompt_mean + spec.response_mean  # trained once + one log-prob forward per token
+        # trained once + one log-prob forward per token
         model_flops = tokens * (shape.train_flops_per_token(sample_len) + sum(shape.fwd_flops_per_token(sample_len)))
     else:
         t = step_time(shape, lay, job, gpu)

@@ -45,6 +45,9 @@ class GrpoSpec:
     """Mean generated tokens per sample."""
     response_max: int = 14000
     """Generation cap (the long tail decodes this many steps)."""
+    workload: Literal["lognormal", "longwriter"] = "lognormal"
+    """Response-length distribution: log-normal with mean ``response_mean``, or the rollout
+    simulator's LongWriter-Zero workload (its own mean)."""
     minibatches: int = 4
     """Optimizer updates per rollout."""
     gen_tp: int = 8

@@ -8,7 +8,7 @@ returns the value comparable to the published metric. The tolerance is ±25 %; r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from megatron_lwz.plan.hardware import gpu as gpu_named
 from megatron_lwz.plan.search import Fixed, plan
@@ -147,4 +147,29 @@ def validation_table() -> list[dict]:
     return out
 
 
-__all__ = ["PUBLISHED", "TOLERANCE", "Published", "predict_row", "validation_table", "replace"]
+def _fmt(metric: str, v: float) -> str:
+    if metric == "tokens_per_s_per_gpu":
+        return f"{v:,.0f} tok/s/GPU"
+    if metric == "tflops_per_gpu_hfu":
+        return f"{v:.0f} TFLOP/s/GPU"
+    if metric in ("mfu", "rollout_share"):
+        return f"{v:.1%}" + (" MFU" if metric == "mfu" else " rollout")
+    return f"{v:.3f}"
+
+
+def markdown_table() -> str:
+    """docs/planning.md's validation table (``python -m megatron_lwz.plan.validation``)."""
+    lines = ["| run | published | planner | error | ±25% | planner layout (TP/PP/VPP/DP, SP, recompute, FP8) |",
+             "|---|---:|---:|---:|:--:|---|"]
+    for r in validation_table():
+        lay = r["layout"]
+        desc = (f"{lay['tp']}/{lay['pp']}/{lay['vpp'] or '-'}/{lay['dp']}, SP {'on' if lay['sp'] else 'off'}, "
+                f"{lay['recompute']}, {'FP8' if lay['fp8'] else 'BF16'}")
+        verdict = "fit" if r["fitted"] else ("yes" if r["within"] else "**no**")
+        lines.append(f"| {r['name']} | {_fmt(r['metric'], r['published'])} | {_fmt(r['metric'], r['predicted'])} | "
+                     f"{r['error']:+.1%} | {verdict} | {desc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -89,3 +89,28 @@ def test_fixed_flags_pin_the_layout_and_bad_requests_fail():
         plan(shape, 64, g, Job(kind="cpt", seq_length=4096, global_batch=512), Fixed(tp=3), scales={})
     with pytest.raises(ValueError, match="unknown"):
         gpu("v100")
+
+
+def test_grpo_workload_mean_and_rollout_simulator():
+    from megatron_lwz.bench.rollout_sim import DecodeModel, simulate_engine
+    from megatron_lwz.plan.grpo import mean_response, response_lengths, rollout_seconds
+    from megatron_lwz.plan.spec import GrpoSpec
+
+    spec = GrpoSpec(prompts=8, group=4, prompt_mean=100, response_mean=3000, response_max=4096, gen_tp=4)
+    lengths = response_lengths(spec)
+    assert lengths.shape == (8, 4) and lengths.max() <= 4096
+    assert mean_response(spec) == pytest.approx(3000, rel=0.01)  # the solved log-normal hits the asked mean
+    with pytest.raises(ValueError, match="response-mean"):
+        response_lengths(GrpoSpec(response_mean=5000, response_max=4000))
+    # One engine (TP 4 on 4 GPUs): the planner's rollout is the simulator on the same lengths and a
+    # DecodeModel built from the GPU table by hand.
+    shape, g = from_preset("qwen2.5-7b"), gpu("h100")
+    job = Job(kind="grpo", seq_length=8192, grpo=spec)
+    n, kv_tok = shape.num_params(), 4 * shape.layers * shape.kv_heads * shape.d
+    kv = int(((0.32 * g.hbm_gib - 3.0) * GIB * 4 - 2 * n) // kv_tok)
+    model = DecodeModel(params_b=n / 1e9, weight_bytes=2.0 * n, kv_bytes_per_token=kv_tok, tp=4, hbm_bytes_per_s=g.hbm_bw,
+                        peak_flops=g.bf16_flops, kv_capacity_tokens=kv)
+    expect = simulate_engine([100] * 32, lengths.reshape(-1), model, prefix_share=4).seconds
+    assert rollout_seconds(shape, g, 4, job) == pytest.approx(expect)
+    # weights alone bound a decode step from below: ≥ 4096 steps × weights / TP / HBM bandwidth
+    assert expect > 4096 * 2 * n / 4 / g.hbm_bw

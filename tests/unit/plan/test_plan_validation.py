@@ -16,8 +16,8 @@ OUTSIDE = {
 PINNED = {"GPT 1.7B, 32× A100 (TP 1, PP 1)": 139.5, "GPT 1008.0B, 3072× A100 (TP 8, PP 64)": 138.7,
           "GPT-3 175B (V 131K), 96× H100, best layout": 0.494, "GPT-3 175B (V 131K), 4608× H100, best layout": 0.399,
           "Llama3-70B FP8, 64× H100 (TP 4, PP 8, VPP 5)": 1417,
-          "Qwen3-32B GRPO on-policy, 32× H100 (TP 4, PP 4; vLLM TP 4)": 788.7,
-          "DAPO Qwen2.5-32B, 128× H800: rollout share of the step": 0.726}
+          "Qwen3-32B GRPO on-policy, 32× H100 (TP 4, PP 4; vLLM TP 4)": 798.0,
+          "DAPO Qwen2.5-32B, 128× H800: rollout share of the step": 0.585}
 
 
 @pytest.fixture(scope="module")
