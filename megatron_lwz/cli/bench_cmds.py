@@ -15,6 +15,7 @@ BENCHES = {
     "rewards": "Format/repetition RM time at 1K/4K/14K words vs a count_words pass",
     "export": "Megatron->HF weight export (TP=1, TP=2) vs a memcpy of the same bytes",
     "train": "engine tokens/s and step time for TP1 / TP2 / PP2 vs TP1, plus FLOPs/token of Qwen2.5-32B",
+    "rollout": "round-robin vs length-aware dispatch on 2 HF engines (measured) + projected 8x8 rollout minutes",
 }
 
 
@@ -116,6 +117,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=d.threads, help="OMP threads per rank")
     p.add_argument("--flops-preset", default=d.flops_preset, help="architecture for the FLOPs/token lines")
     p.add_argument("--flops-seq", type=int, default=d.flops_seq, help="sequence length for the FLOPs/token lines")
+    p.add_argument("--harness-steps", type=int, default=d.harness_steps,
+                   help="TP1: alternating steps of our train_step vs a bare megatron-core loop (0 = off)")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=d.dtype, help="auto = bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--results", help="results file (JSON + environment); default runs/bench/train-<UTC time>.json")
 
 
 
@@ -128,12 +133,44 @@ def run_train_cli(args: argparse.Namespace) -> int:
                            heads=args.heads, kv_heads=args.kv_heads, vocab=args.vocab, seq=args.seq,
                            micro_batch=args.micro_batch, micro_batches=args.micro_batches, steps=args.steps,
                            warmup=args.warmup, threads=args.threads, flops_preset=args.flops_preset,
-                           flops_seq=args.flops_seq)
+                           flops_seq=args.flops_seq, harness_steps=args.harness_steps, dtype=args.dtype,
+                           results=args.results)
     result = run_train_bench(cfg)
+    from megatron_lwz.bench.results import environment, write_results
+
+    path = write_results(result, environment({"layouts": ["tp1", *cfg.layouts]}), cfg.results)
+    result.notes.append(f"results: {path}")
     emit(result)
     return 0 if result.summary["losses_match"] is not False else 1
 
 
+def add_rollout_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``lwz bench rollout`` (defaults: RolloutBenchConfig)."""
+    from megatron_lwz.bench.rollout import RolloutBenchConfig
+
+    d = RolloutBenchConfig()
+    p.add_argument("--engines", type=int, default=d.engines, help="HF engines (measured part)")
+    p.add_argument("--prompts", type=int, default=d.prompts)
+    p.add_argument("--group-size", type=int, default=d.group_size)
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="the 14K-token cap scaled to CPU")
+    p.add_argument("--repeats", type=int, default=d.repeats, help="timed runs per dispatch (fastest kept)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-project", action="store_true", help="skip the 8x8 projection")
+
+
+def run_rollout_cli(args: argparse.Namespace) -> int:
+    """Run the rollout benchmark; table + JSON line; 1 if the dispatches drew different samples."""
+    from megatron_lwz.bench.report import emit
+    from megatron_lwz.bench.rollout import RolloutBenchConfig, run_rollout_bench
+
+    result = run_rollout_bench(RolloutBenchConfig(engines=args.engines, prompts=args.prompts,
+                                                  group_size=args.group_size, max_tokens=args.max_tokens,
+                                                  repeats=args.repeats, seed=args.seed, project=not args.no_project))
+    emit(result)
+    return 0 if result.summary["measured"]["samples_identical"] else 1
+
+
 _ARGS = {"preprocess": _preprocess_args, "rewards": _rewards_args, "export": add_export_arguments,
-         "train": add_train_arguments}
-_RUNS = {"preprocess": _run_preprocess, "rewards": _run_rewards, "export": run_export_cli, "train": run_train_cli}
+         "train": add_train_arguments, "rollout": add_rollout_arguments}
+_RUNS = {"preprocess": _run_preprocess, "rewards": _run_rewards, "export": run_export_cli, "train": run_train_cli,
+         "rollout": run_rollout_cli}

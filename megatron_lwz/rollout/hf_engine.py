@@ -374,8 +374,7 @@ def _per_prompt(params: SamplingParams | Sequence[SamplingParams],
     if isinstance(params, SamplingParams):
         _check_params(params)
         return [params] * count, [None if params.seed is None else request_seed(params.seed, i) for i in range(count)]
-    per = list(params)
-    if len(per) != count:
+    if len(per := list(params)) != count:
         raise ValueError(f"{count} prompts but {len(per)} SamplingParams")
     for i, p in enumerate(per):
         _check_params(p)
