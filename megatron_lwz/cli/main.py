@@ -23,7 +23,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data filter-prompts": ("megatron_lwz.cli.reward_cmds", "filter WildChat/LMSYS-style dumps into RL prompts"),
     "convert hf-to-mcore": ("megatron_lwz.cli.convert_cmds", "HF Qwen2 safetensors -> megatron dist checkpoint"),
     "convert mcore-to-hf": ("megatron_lwz.cli.convert_cmds", "megatron dist checkpoint -> HF safetensors"),
-    "bench": ("megatron_lwz.cli.bench_cmds", "benchmarks: preprocess | rewards | export | train"),
+    "bench": ("megatron_lwz.cli.bench_cmds",
+              "benchmarks: preprocess | rewards | export | train | checkpoint | rollout | sync | e2e"),
+    "rehearse": ("megatron_lwz.cli.rehearse_cmds",
+                 "dry-run a recipe's real job code at full world size on a stand-in device (no GPU)"),
+    "plan": ("megatron_lwz.cli.plan_cmds", "rank TP/PP/VPP/DP/SP/recompute/FP8 layouts: memory, step time, MFU"),
+    "ablate": ("megatron_lwz.cli.ablate_cmds", "run an ablation study (variants x seeds) and report it"),
+    "eval generate": ("megatron_lwz.cli.eval_cmds", "answer a prompt file from a checkpoint (JSONL, resumable)"),
+    "eval writingbench": ("megatron_lwz.cli.eval_cmds", "WritingBench critic scores per criterion and domain"),
+    "eval arena": ("megatron_lwz.cli.eval_cmds", "pairwise Arena-Write judging -> Bradley-Terry Elo"),
+    "eval length": ("megatron_lwz.cli.eval_cmds", "LongBench-Write length score S_l"),
 }
 
 

@@ -90,8 +90,14 @@ class ParallelConfig:
     """torch.distributed backend; auto = nccl with CUDA, gloo without."""
     timeout_minutes: float = 30.0
     """Collective timeout (long rollouts on other ranks must not trip it)."""
+    host_timeout_minutes: float = 120.0
+    """Timeout of the host (gloo) group on which ranks wait while another rank generates (GRPO
+    rollouts): waits there cost no GPU, unlike a spinning NCCL kernel beside vLLM's workers."""
     seed: int = 1234
     """Base random seed (megatron's model-parallel RNG tracker is seeded from it)."""
+    world_size: int | None = None
+    """GPUs this recipe is written for (nodes × GPUs per node); checked at job start when set, and the
+    world ``lwz rehearse`` rehearses by default. null = any world size divisible by TP × PP × CP."""
 
     def __post_init__(self) -> None:
         for name in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
@@ -171,6 +177,24 @@ class CheckpointConfig:
     """On SIGTERM/SIGUSR1 (SLURM preemption or --signal), save at the next step boundary and exit."""
     exit_code_on_signal: int = 0
     """Process exit code after a signal-triggered save (0, or e.g. 124 for an sbatch requeue wrapper)."""
+    stop_before_time_limit: bool = True
+    """Stop and save (exit code exit_code_on_signal) when the next step plus a save would not end before
+    the job's end time: LWZ_JOB_END_TIME (Unix s), SLURM_JOB_END_TIME or squeue; no-op outside SLURM."""
+    time_limit_margin_s: float = 60.0
+    """Seconds kept free after that save (teardown, requeue)."""
+    save_time_estimate_s: float = 120.0
+    """Save duration the time-limit check assumes until a save of this run has been measured."""
+    async_save: bool = True
+    """Interval saves are written by a forked process while training goes on (megatron's async
+    checkpointing); the `latest` marker moves once every rank has finished. Saves at a stop (signal,
+    time limit) and at the last step are synchronous."""
+    fully_parallel: bool = True
+    """megatron's fully-parallel save / load wrappers over the DP group: weights replicated over DP are
+    written and read once, the work spread over the DP ranks."""
+    distopt_io: Literal["sharded", "gather"] = "sharded"
+    """Distributed-optimizer state: 'sharded' = each rank writes / reads only its own slice (host RAM ≈
+    its DistOpt shard); 'gather' = megatron's fully_reshardable code, which gathers every TP×PP shard on
+    every rank (12 bytes × params / (TP·PP) of host RAM). Same files, loadable at any TP / PP / DP."""
 
 
 @dataclass(kw_only=True)

@@ -24,6 +24,9 @@ def environment() -> tuple[bool, bool]:
 
 def validate_parallel(arch: Any, parallel: ParallelConfig, world_size: int) -> int:
     """Layout rules; returns the derived data-parallel size."""
+    if parallel.world_size is not None and parallel.world_size != world_size:
+        raise ConfigError(f"parallel.world_size={parallel.world_size}: this recipe is written for "
+                          f"{parallel.world_size} GPUs but the job has {world_size} processes")
     tp, pp, cp, vpp = (parallel.tensor_parallel, parallel.pipeline_parallel, parallel.context_parallel,
                        parallel.virtual_pipeline_parallel)
     if world_size % (tp * pp * cp):
@@ -108,8 +111,9 @@ def validate_batch(parallel_dp: int, micro_batch_size: int, global_batch_size: i
         raise ConfigError(f"train.global_batch_size={global_batch_size} gives {num_micro} micro-batches per rank; "
                           f"interleaved pipelining needs ≥ PP={pp}")
     if seq_length % seq_multiple:
-        raise ConfigError(f"sequence length {seq_length} must be a multiple of parallel.tensor_parallel={seq_multiple} "
-                          "with parallel.sequence_parallel (the tokens are split over the TP ranks)")
+        raise ConfigError(f"sequence length {seq_length} must be a multiple of {seq_multiple} (TP under "
+                          "parallel.sequence_parallel × the FP8 GEMM alignment of precision.fp8_recipe, "
+                          "config/alignment.py)")
     if seq_length > arch.max_position_embeddings:
         raise ConfigError(f"sequence length {seq_length} exceeds model.max_position_embeddings="
                           f"{arch.max_position_embeddings}; raise it or shorten the sequences")

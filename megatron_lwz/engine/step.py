@@ -45,6 +45,21 @@ def _check_pipeline_shapes(ctx: ParallelContext, microbatches: Sequence[Any]) ->
                              "pad micro-batches to a common (rows, length)")
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A micro-batch (tensor, dict/list/tuple of tensors) with every tensor on ``device``.
+
+    Data pipelines build micro-batches on the host; the model lives on ``ctx.device`` (the GPU).
+    Called once per micro-batch inside the schedule's ``forward_step``, so the same moved batch
+    feeds both the forward and the loss (no host/device mix in the loss either)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
 def _data_iterator(trainer: Trainer, microbatches: Sequence[Any]):
     ctx = trainer.ctx
     _check_pipeline_shapes(ctx, microbatches)
@@ -61,10 +76,11 @@ def reduce_reports(reports: list[dict[str, torch.Tensor]], ctx: ParallelContext)
     summed: dict[str, float] = {}
     if ctx.is_last_stage and reports:
         keys = sorted(reports[0])
-        flat = torch.stack([sum(r[k].double().sum() for r in reports) for k in keys]).cpu()
+        # On ctx.device: the DP×CP group is NCCL on GPU, which takes no host tensors.
+        flat = torch.stack([sum(r[k].to(ctx.device, torch.float64).sum() for r in reports) for k in keys])
         if ctx.dp * ctx.cp > 1:
             dist.all_reduce(flat, group=ctx.dp_cp_group)
-        summed = dict(zip(keys, flat.tolist()))
+        summed = dict(zip(keys, flat.cpu().tolist()))
     if ctx.pp > 1:
         holder = [summed]
         src = dist.get_global_rank(ctx.pp_group, ctx.pp - 1)
@@ -93,7 +109,7 @@ def train_step(trainer: Trainer, microbatches: Sequence[Any], forward_fn: Forwar
         return loss * scale, {k: v.detach().clone() for k, v in report.items()}
 
     def forward_step(data_iterator, model):
-        batch = next(data_iterator)
+        batch = to_device(next(data_iterator), trainer.ctx.device)
         return forward_fn(model, batch), functools.partial(loss_wrapper, batch)
 
     trainer.train(True)
@@ -121,7 +137,7 @@ def forward_only(trainer: Trainer, microbatches: Sequence[Any], forward_fn: Forw
         return collect_fn(batch, output)
 
     def forward_step(data_iterator, model):
-        batch = next(data_iterator)
+        batch = to_device(next(data_iterator), trainer.ctx.device)
         return forward_fn(model, batch), functools.partial(collect, batch)
 
     trainer.train(False)

@@ -50,6 +50,11 @@ class ParallelContext:
     """Model-parallel group (TP × PP)."""
     embedding_group: Any
     """First and last PP stage (tied embeddings)."""
+    host_group: Any = None
+    """Every rank, gloo backend (host tensors and object waits). Collectives on the groups above take
+    tensors on ``device`` (NCCL on GPU); host-side coordination — rollout hand-off, votes, barriers
+    around vLLM construction — goes here, so a rank that waits does not spin a kernel on a GPU that
+    vLLM's workers share. ``None`` only for contexts built without :func:`init_model_parallel`."""
 
     @property
     def is_first_stage(self) -> bool:
@@ -69,8 +74,16 @@ class ParallelContext:
         return self.tp_rank == 0 and self.is_last_stage and self.cp_rank == 0
 
     def barrier(self) -> None:
+        """Host barrier over every rank (gloo group: no device work, no spinning kernel)."""
         if torch.distributed.is_initialized():
-            torch.distributed.barrier()
+            torch.distributed.barrier(group=self.host_group)
+
+    def share_from_rank0(self, produce):
+        """``produce()`` on rank 0, its (picklable) result on every rank, waited for on the host group."""
+        holder = [produce() if self.is_rank0 else None]
+        if self.world_size > 1:
+            torch.distributed.broadcast_object_list(holder, src=0, group=self.host_group)
+        return holder[0]
 
 
 def _validate_layout(cfg: ParallelConfig, world_size: int) -> int:
@@ -85,6 +98,11 @@ def _validate_layout(cfg: ParallelConfig, world_size: int) -> int:
 
 
 def _init_process_group(launch: LaunchEnv, cfg: ParallelConfig) -> str:
+    from megatron_lwz.parallel import rehearsal
+
+    if rehearsal.is_active():  # a stand-in world: the declared backend is what the GPU job would use
+        declared = "nccl" if cfg.backend == "auto" else cfg.backend
+        return rehearsal.init_world(launch.rank, launch.world_size, declared, cfg.timeout_minutes)
     cuda = torch.cuda.is_available()
     backend = cfg.backend if cfg.backend != "auto" else ("nccl" if cuda else "gloo")
     if backend == "nccl" and not cuda:
@@ -113,10 +131,25 @@ def seed_everything(seed: int) -> None:
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
+def _host_group(cfg: ParallelConfig, backend: str):
+    """The world's gloo group (the default group itself when the world already runs on gloo)."""
+    if backend == "gloo":
+        return torch.distributed.group.WORLD
+    return torch.distributed.new_group(backend="gloo", timeout=datetime.timedelta(minutes=cfg.host_timeout_minutes))
+
+
+def _device() -> torch.device:
+    from megatron_lwz.parallel import rehearsal
+
+    if rehearsal.is_active():
+        return rehearsal.DEVICE
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
 def _context(cfg: ParallelConfig, launch: LaunchEnv, backend: str) -> ParallelContext:
     from megatron.core import parallel_state as ps
 
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    device = _device()
     return ParallelContext(
         rank=launch.rank, world_size=launch.world_size, local_rank=launch.local_rank,
         tp=cfg.tensor_parallel, pp=cfg.pipeline_parallel, cp=cfg.context_parallel,
@@ -128,12 +161,16 @@ def _context(cfg: ParallelConfig, launch: LaunchEnv, backend: str) -> ParallelCo
         cp_group=ps.get_context_parallel_group(), dp_group=ps.get_data_parallel_group(),
         dp_cp_group=ps.get_data_parallel_group(with_context_parallel=True),
         mp_group=ps.get_model_parallel_group(), embedding_group=ps.get_embedding_group(),
+        host_group=_host_group(cfg, backend),
     )
 
 
 def init(cfg: ParallelConfig, launch: LaunchEnv | None = None) -> ParallelContext:
     """Initialise torch.distributed (torchrun / SLURM / single process) and megatron model parallelism."""
-    cpu_compat.install()  # no-op with CUDA
+    from megatron_lwz.parallel import rehearsal
+
+    if not rehearsal.is_active():
+        cpu_compat.install()  # no-op with CUDA; the rehearsal installs its own stand-in device
     launch = launch or detect()
     _validate_layout(cfg, launch.world_size)
     backend = _init_process_group(launch, cfg)

@@ -45,7 +45,9 @@ def forward_lm(model, batch: dict) -> torch.Tensor:
 
 def global_token_count(microbatches: list[dict], ctx: ParallelContext) -> float:
     """Σ loss_mask over the whole global batch (all DP ranks)."""
-    local = torch.tensor(float(sum(mb["loss_mask"].sum() for mb in microbatches)), dtype=torch.float64)
+    # On ctx.device: the DP×CP group is NCCL on GPU, which takes no host tensors.
+    local = torch.tensor(float(sum(mb["loss_mask"].sum() for mb in microbatches)), dtype=torch.float64,
+                         device=ctx.device)
     if ctx.dp * ctx.cp > 1:
         dist.all_reduce(local, group=ctx.dp_cp_group)
     return float(local)

@@ -66,7 +66,7 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
         plans = [plan_minibatch(mb, cfg, ctx) for mb in minibatches]
         with timed(times, "old_logprobs"):
             metrics.update(set_old_logprobs(policy, plans, cfg, rt.reference))
-        check_logprob_gap(metrics, cfg.rollout, state.step)
+        check_logprob_gap(metrics, cfg.rollout, state.step, sync_index=state.step - first_step)
         with timed(times, "train"):
             for minibatch, plan in zip(minibatches, plans):
                 result, loss_metrics = train_minibatch(policy, minibatch, plan, cfg)

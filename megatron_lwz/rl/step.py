@@ -19,6 +19,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from megatron_lwz.config.alignment import sequence_multiple
 from megatron_lwz.engine.logprobs import token_entropy, token_logprobs
 from megatron_lwz.engine.step import StepResult, forward_only, train_step
 from megatron_lwz.models.presets import round_up
@@ -40,11 +41,8 @@ def rollout(engine, engine_kind: str, prompts: list[PromptRecord], cfg, step: in
     """Generate ``params(cfg, step, dp_rank).n`` samples per prompt (default: the training rollout's
     ``rl.group_size``); identical groups on every rank afterwards."""
     texts = [format_prompt(p.question, cfg.prompts.template) for p in prompts]
-    if engine_kind == "vllm":
-        groups = engine.generate(prompts, texts, params(cfg, step, 0)) if ctx.is_rank0 else None
-        holder = [groups]
-        dist.broadcast_object_list(holder, src=0)
-        return holder[0]
+    if engine_kind == "vllm":  # rank 0 drives vLLM; the others wait on the host group, not in NCCL
+        return ctx.share_from_rank0(lambda: engine.generate(prompts, texts, params(cfg, step, 0)))
     per = (len(prompts) + ctx.dp - 1) // ctx.dp
     lo, hi = min(len(prompts), ctx.dp_rank * per), min(len(prompts), (ctx.dp_rank + 1) * per)
     mine = engine.generate(prompts[lo:hi], texts[lo:hi], params(cfg, step, ctx.dp_rank)) if hi > lo else []
@@ -99,7 +97,7 @@ def plan_minibatch(batch: TrainBatch, cfg, ctx) -> list[dict[str, torch.Tensor]]
     """
     lengths = [int(x) for x in batch.lengths]
     plan = pack_microbatches(lengths, cfg.rl.batching.micro_token_budget, ctx.dp)[ctx.dp_rank]
-    multiple = ctx.tp if cfg.parallel.sequence_parallel else 1  # SP shards the sequence over TP ranks
+    multiple = sequence_multiple(ctx.tp, cfg.parallel.sequence_parallel, cfg.precision.fp8, cfg.precision.fp8_recipe)
     if ctx.pp == 1:
         return [_microbatch(batch, rows, None, multiple) for rows in plan]
     width, most = round_up(max(lengths), multiple), max(len(rows) for rows in plan)
@@ -125,14 +123,18 @@ def attach_logprobs(trainer, mbs: list[dict], key: str) -> None:
 
 
 def logprob_gap(mbs: list[dict], ctx) -> dict[str, float]:
-    """Rollout-engine vs trainer log-prob gap over response tokens (max over all ranks, mean)."""
-    gap_max = torch.zeros((), dtype=torch.float64)
-    gap_sum = torch.zeros((), dtype=torch.float64)
-    count = torch.zeros((), dtype=torch.float64)
+    """Rollout-engine vs trainer log-prob gap over response tokens (max over all ranks, mean).
+
+    Computed on ``ctx.device``: trainer log-probs come from the model (GPU), rollout log-probs and
+    masks from the host batch, and the all-reduce runs on the default (NCCL) group."""
+    device = ctx.device
+    gap_max = torch.zeros((), dtype=torch.float64, device=device)
+    gap_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.float64, device=device)
     for mb in mbs:
         if "old_logprobs" in mb and "rollout_logprobs" in mb:
-            mask = mb["loss_mask"].bool()
-            diff = (mb["old_logprobs"] - mb["rollout_logprobs"]).abs()[mask].double()
+            mask = mb["loss_mask"].to(device).bool()
+            diff = (mb["old_logprobs"].to(device) - mb["rollout_logprobs"].to(device)).abs()[mask].double()
             if diff.numel():
                 gap_max = torch.maximum(gap_max, diff.max())
                 gap_sum += diff.sum()
@@ -140,7 +142,9 @@ def logprob_gap(mbs: list[dict], ctx) -> dict[str, float]:
     dist.all_reduce(gap_max, op=dist.ReduceOp.MAX)
     stacked = torch.stack([gap_sum, count])
     dist.all_reduce(stacked)
-    return {"rollout/logprob_gap_max": float(gap_max), "rollout/logprob_gap_mean": float(stacked[0] / stacked[1].clamp(min=1))}
+    stacked = stacked.cpu()
+    return {"rollout/logprob_gap_max": float(gap_max.cpu()),
+            "rollout/logprob_gap_mean": float(stacked[0] / stacked[1].clamp(min=1))}
 
 
 def make_loss_fn(cfg, ctx, vocab_size: int, num_tokens: int, num_seqs: int):
@@ -187,7 +191,8 @@ def sync_weights(trainer, engine, rollout_cfg, staging=None) -> dict[str, float]
     does not re-fault fresh shared-memory pages every iteration."""
     start = time.perf_counter()
     dtype = engine_dtype(engine, rollout_cfg)
-    engine.wake()
+    # No engine.wake() here: after a level-2 sleep the weights are discarded, and update_weights
+    # itself wakes the weights, loads them, then wakes the KV cache (vllm_engine.py).
     report = engine.update_weights(iter_hf_weights(trainer.unwrapped(), trainer.ctx, trainer.arch, dtype=dtype,
                                                    bucket_bytes=rollout_cfg.bucket_bytes, staging=staging))
     seconds = time.perf_counter() - start
@@ -212,11 +217,14 @@ def set_old_logprobs(trainer, plans: list[list[dict]], cfg, reference=None) -> d
 
 
 
-def check_logprob_gap(metrics: dict[str, float], rollout_cfg, step: int) -> None:
-    """Raise ``WeightSyncMismatch`` when verification is due and the mean rollout-vs-trainer gap is too large."""
+def check_logprob_gap(metrics: dict[str, float], rollout_cfg, step: int, sync_index: int) -> None:
+    """Raise ``WeightSyncMismatch`` when verification is due and the mean rollout-vs-trainer gap is too large.
+
+    ``sync_index`` counts the weight syncs of *this run* (0 = the first after start or resume), so a
+    resumed run verifies its first sync too, then every ``rollout.verify_every``."""
     from megatron_lwz.rollout.verify import WeightSyncMismatch
 
     gap = metrics.get("rollout/logprob_gap_mean", 0.0)
-    if rollout_cfg.should_verify(step) and gap > rollout_cfg.verify_threshold:
+    if rollout_cfg.should_verify(sync_index) and gap > rollout_cfg.verify_threshold:
         raise WeightSyncMismatch(f"step {step}: mean |rollout − trainer| log-prob gap {gap:.3g} > "
                                  f"rollout.verify_threshold={rollout_cfg.verify_threshold} (wrong weights?)")

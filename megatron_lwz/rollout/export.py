@@ -141,6 +141,12 @@ def _use_shm(ctx: ParallelContext, shm: bool | None) -> bool:
     """Shared-memory transport? Auto: CPU tensors, TP×PP > 1, one host, /dev/shm present (one all-reduce)."""
     if shm is False or ctx.tp * ctx.pp == 1:
         return False
+    if ctx.device.type != "cpu":
+        # Every rank of a job has the same device type, so this needs no vote — and the vote below
+        # (host tensors) could not run on the NCCL model-parallel group of a GPU job anyway.
+        if shm:
+            raise ValueError(f"export: shm=True needs CPU tensors (this rank: device {ctx.device}); pass shm=None")
+        return False
     host = zlib.crc32(socket.gethostname().encode())
     able = int(ctx.device.type == "cpu" and os.path.isdir(_SHM_DIR))
     votes = torch.tensor([host, -host, -able], dtype=torch.int64)
