@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from megatron_lwz.config.alignment import config_sequence_multiple
 from megatron_lwz.config.base import to_dict
 from megatron_lwz.config.schema import CheckpointConfig
 from megatron_lwz.config.validate import validate_batch, validate_model_parallel
@@ -85,7 +86,7 @@ def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
     if seq_length is not None:
         p = cfg.parallel
         validate_batch(dp, cfg.train.micro_batch_size, cfg.train.global_batch_size, seq_length, arch,
-                       p.virtual_pipeline_parallel, p.pipeline_parallel, p.tensor_parallel if p.sequence_parallel else 1)
+                       p.virtual_pipeline_parallel, p.pipeline_parallel, config_sequence_multiple(p, cfg.precision))
     ctx = parallel.init(cfg.parallel)
     if cfg.parallel.tp_comm_overlap:  # TE userbuffers: allocated for the fixed micro-batch shape
         from megatron_lwz.parallel.tp_overlap import init_tp_comm_overlap, overlap_tokens

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from megatron_lwz.config.alignment import sequence_multiple
 from megatron_lwz.config.megatron import resolve_dtype, to_ddp_config, to_optimizer_config
 from megatron_lwz.config.schema import (
     ModelConfig,
@@ -47,8 +48,10 @@ class Trainer:
 
     @property
     def seq_multiple(self) -> int:
-        """Sequence lengths must be a multiple of this: TP with sequence parallelism (sharded over tokens)."""
-        return self.ctx.tp if self.config.sequence_parallel else 1
+        """Sequence lengths must be a multiple of this: TP under sequence parallelism × the FP8 GEMM
+        alignment (config/alignment.py)."""
+        c = self.config
+        return sequence_multiple(self.ctx.tp, c.sequence_parallel, c.fp8, c.fp8_recipe)
 
     def unwrapped(self) -> list:
         from megatron_lwz.checkpoint.full_state import unwrap

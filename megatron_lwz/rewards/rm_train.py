@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from megatron_lwz.config.alignment import config_sequence_multiple
 from megatron_lwz.data.tokenizer import Tokenizer
 from megatron_lwz.engine.session import start_session
 from megatron_lwz.engine.step import forward_only, reduce_reports, train_step
@@ -58,15 +59,15 @@ def rm_step(trainer, pairs, cfg: RMJobConfig, consumed: int, pad_id: int):
     return result, mbs
 
 
-def sp_length(length: int, parallel) -> int:
-    """``length`` rounded up to TP under sequence parallelism (how RM micro-batches are padded)."""
-    return round_up(length, parallel.tensor_parallel if parallel.sequence_parallel else 1)
+def sp_length(length: int, parallel, precision) -> int:
+    """``length`` rounded up as RM micro-batches are padded (TP under SP × FP8 alignment)."""
+    return round_up(length, config_sequence_multiple(parallel, precision))
 
 
 def run(cfg: RMJobConfig) -> RMResult:
     t, arch = cfg.train, resolve(cfg.model)
     session = start_session(cfg, tokenizer_dir=cfg.data.tokenizer.path, total_steps=t.train_steps, arch=arch,
-                            console_keys=("train/loss", "train/accuracy"), seq_length=sp_length(cfg.data.max_length, cfg.parallel),
+                            console_keys=("train/loss", "train/accuracy"), seq_length=sp_length(cfg.data.max_length, cfg.parallel, cfg.precision),
                             post_build=lambda chunks: attach_reward_head(chunks, arch.hidden_size, cfg.model.init_method_std))
     ctx, trainer, state = session.ctx, session.trainer, session.state
     tokenizer = Tokenizer(cfg.data.tokenizer)

@@ -114,7 +114,7 @@ def test_sequence_longer_than_positions():
 
 
 def test_sequence_parallel_needs_lengths_divisible_by_tp():
-    with pytest.raises(ConfigError, match=r"sequence length 130 must be a multiple of parallel.tensor_parallel=4"):
+    with pytest.raises(ConfigError, match=r"sequence length 130 must be a multiple of 4 \(TP under parallel.sequence_parallel"):
         validate_batch(1, 1, 1, 130, TINY, None, 1, seq_multiple=4)
     assert validate_batch(1, 1, 1, 128, TINY, None, 1, seq_multiple=4) == 1
 

@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from megatron_lwz.config.schema import PrecisionConfig
 from megatron_lwz.rl.batching import (_equalise_counts, build_train_batch,
                                       pack_microbatches, split_minibatches,
                                       zero_variance_groups)
@@ -173,10 +174,33 @@ def test_microbatch_widths_are_multiples_of_tp_under_sequence_parallelism(sp, pp
     samples = [_sample([1, 2], [3, 4, 5, 6]), _sample([1, 2], [3, 4, 5]), _sample([1], [2, 3])]
     batch = build_train_batch([_group(samples)], [[1.0, 0.5, -1.0]], BatchingConfig(), pad_token_id=PAD)
     cfg = SimpleNamespace(rl=SimpleNamespace(batching=BatchingConfig(micro_token_budget=12)),
-                          parallel=SimpleNamespace(sequence_parallel=sp))
+                          parallel=SimpleNamespace(sequence_parallel=sp), precision=PrecisionConfig())
     ctx = SimpleNamespace(dp=1, dp_rank=0, tp=4, pp=pp)
     mbs = plan_minibatch(batch, cfg, ctx)
     assert {mb["tokens"].shape[1] for mb in mbs} == widths
     for mb in mbs:  # positions and labels cover the padded width
         assert mb["position_ids"].shape == mb["tokens"].shape == mb["labels"].shape == mb["loss_mask"].shape
     assert sum(int(mb["loss_mask"].sum()) for mb in mbs) == int(batch.loss_mask.sum())  # padding adds no loss tokens
+
+
+@pytest.mark.parametrize("sp, pp, recipe, multiple", [(False, 1, "tensorwise", 16), (True, 1, "delayed", 64),
+                                                      (False, 1, "mxfp8", 32), (True, 2, "blockwise", 128)])
+def test_microbatch_widths_are_fp8_aligned(sp, pp, recipe, multiple):
+    """Issue 11 defect 7: with FP8 every micro-batch width is a multiple of TE's GEMM alignment (16; 32 for
+    MXFP8/blockwise), times TP under sequence parallelism (here TP 4); the loss tokens do not change."""
+    from types import SimpleNamespace
+
+    from megatron_lwz.rl.step import plan_minibatch
+
+    samples = [_sample([1, 2], [3, 4, 5, 6]), _sample([1, 2], [3, 4, 5]), _sample([1], [2, 3])]
+    batch = build_train_batch([_group(samples)], [[1.0, 0.5, -1.0]], BatchingConfig(), pad_token_id=PAD)
+    cfg = SimpleNamespace(rl=SimpleNamespace(batching=BatchingConfig(micro_token_budget=12)),
+                          parallel=SimpleNamespace(sequence_parallel=sp),
+                          precision=PrecisionConfig(fp8="hybrid", fp8_recipe=recipe))
+    mbs = plan_minibatch(batch, cfg, SimpleNamespace(dp=1, dp_rank=0, tp=4, pp=pp))
+    assert all(mb["tokens"].shape[1] % multiple == 0 for mb in mbs)
+    assert sum(int(mb["loss_mask"].sum()) for mb in mbs) == int(batch.loss_mask.sum())
+    width = batch.tokens.shape[1]
+    got = [tuple(row) for mb in mbs for row, mask in zip(mb["tokens"][:, :width].tolist(), mb["loss_mask"])
+           if mask.any()]  # PP > 1 adds all-padding rows
+    assert sorted(got) == sorted(map(tuple, batch.tokens[:, :width].tolist()))
