@@ -31,6 +31,7 @@ from megatron_lwz.checkpoint.dist import (
     CHECKPOINT_VERSION, SHARDING_METADATA, load_sharded, model_keys, model_sharded_state_dict, restrict_to_checkpoint,
     save_sharded,
 )
+from megatron_lwz.checkpoint.extra_state import drop_absent_extra_state, load_model_chunk
 from megatron_lwz.checkpoint.layout import CheckpointError, CheckpointMeta
 from megatron_lwz.checkpoint.mcore_fixes import allocate_optimizer_state, distopt_load_fixes, distributed_optimizers
 from megatron_lwz.models.presets import ModelArch
@@ -271,11 +272,12 @@ def _load_model_only(trainer, path: Path) -> None:
     chunks = trainer.unwrapped()
     sd = model_sharded_state_dict(chunks)
     fresh, untied = restrict_to_checkpoint(sd, path, trainer.arch.vocab_size)
+    no_extra = drop_absent_extra_state(sd.values(), path, log_rank0=_rank() == 0)  # TE model, non-TE checkpoint
     loaded = load_sharded(sd, path)
     for key, chunk in zip(model_keys(len(chunks)), chunks):
         result = chunk.load_state_dict(loaded[key], strict=False)
         unexpected = set(result.unexpected_keys)
-        missing = set(result.missing_keys) - set(fresh)
+        missing = set(result.missing_keys) - set(fresh) - set(no_extra)
         if missing or unexpected:
             raise CheckpointError(f"{path}: weights do not fit the model: missing {sorted(missing)}, "
                                   f"unexpected {sorted(unexpected)}")
@@ -295,9 +297,10 @@ def _load_full(trainer, path: Path, meta: CheckpointMeta) -> None:
                               f"{_optimizer_format(trainer.optimizer)!r}; load with weights_only=True "
                               "(fresh optimizer) or match parallel.distributed_optimizer")
     sd = _full_sharded_state_dict(trainer, is_loading=True, with_optimizer=True)
+    no_extra = drop_absent_extra_state([sd[k] for k in model_keys(len(chunks))], path, log_rank0=_rank() == 0)
     loaded = load_sharded(sd, path)
     for key, chunk in zip(model_keys(len(chunks)), chunks):
-        chunk.load_state_dict(loaded[key], strict=True)
+        load_model_chunk(chunk, loaded[key], allowed_missing=no_extra, where=path)
     with distopt_load_fixes(trainer.optimizer):  # P3 + P4
         trainer.optimizer.load_state_dict(loaded["optimizer"])
     _load_scheduler(trainer, loaded["opt_param_scheduler"], path)
