@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from megatron_lwz.cli import noise
+
 # name → (module, help). Nested groups use "group sub".
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("megatron_lwz.cli.jobs", "continual pretraining (YAML recipe + dotted overrides)"),
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    noise.install()  # known harmless warnings of the pinned stack, once (cli/noise.py lists them)
     parser = build_parser()
     # First pass only resolves which command runs; its module then adds its own arguments.
     known, _ = parser.parse_known_args(argv)
