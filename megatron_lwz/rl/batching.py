@@ -20,7 +20,9 @@ Where each option acts (``BatchingConfig``):
 * ``dynamic_sampling`` — DAPO dynamic sampling: ``build_train_batch`` drops groups whose rewards are
   identical across samples (``zero_variance_groups``: every component constant → every advantage 0).
   Refilling the batch by generating more prompts is the loop's job.
-* ``num_minibatches`` → ``split_minibatches``; ``micro_token_budget`` → ``pack_microbatches``.
+* ``num_minibatches`` → ``split_minibatches`` (through ``minibatches_for_update``, which never trains
+  nothing silently: a batch with fewer than DP × ``num_minibatches`` rows gets as many mini-batches as
+  DP allows, or none, with a warning each time); ``micro_token_budget`` → ``pack_microbatches``.
 * Truncated (overlong) samples are treated at scoring time (``reward.overlong``, rewards/composite.py):
   DAPO filtering masks them out of the advantages (rl/advantage.py); their rows stay in the batch with
   advantage 0, which contributes nothing to the loss.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -37,6 +40,8 @@ import torch
 
 from megatron_lwz.rl.config import BatchingConfig
 from megatron_lwz.rollout.types import RolloutGroup, Sample
+
+log = logging.getLogger(__name__)
 
 
 def zero_variance_groups(groups: Sequence[RolloutGroup]) -> list[bool]:
@@ -192,6 +197,24 @@ def split_minibatches(batch: TrainBatch, num_minibatches: int, *, seed: int | No
     if seed is not None:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return [batch.select(chunk) for chunk in torch.tensor_split(order, num_minibatches)]
+
+
+def minibatches_for_update(batch: TrainBatch, num_minibatches: int, dp_size: int, *, seed: int | None = None,
+                           warn: bool = True) -> list[TrainBatch]:
+    """The iteration's mini-batches: every DP rank needs ≥ 1 row per mini-batch (``pack_microbatches``).
+
+    With fewer than ``dp_size × num_minibatches`` rows (dynamic sampling dropped groups, a small
+    prompt batch) the iteration makes ``rows // dp_size`` updates instead — none below ``dp_size``
+    rows — and says so (``warn``: log a warning naming the fields to change; rank 0 passes True).
+    """
+    rows = len(batch)
+    usable = min(num_minibatches, rows // dp_size)
+    if usable < num_minibatches and warn:
+        what = "trains NOTHING" if usable == 0 else f"makes only {usable} of {num_minibatches} updates"
+        log.warning("GRPO iteration %s: %d rows < DP %d × rl.batching.num_minibatches %d; raise "
+                    "rl.prompts_per_step / rl.group_size or lower num_minibatches (dynamic sampling may have "
+                    "dropped groups)", what, rows, dp_size, num_minibatches)
+    return split_minibatches(batch, usable, seed=seed) if usable else []
 
 
 def pack_microbatches(lengths: Sequence[int], token_budget: int, dp_size: int) -> list[list[list[int]]]:

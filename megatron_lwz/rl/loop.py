@@ -16,7 +16,7 @@ from tqdm import tqdm
 from megatron_lwz.engine.session import start_session
 from megatron_lwz.metrics.timing import timed
 from megatron_lwz.rl.advantage import advantages_for_groups
-from megatron_lwz.rl.batching import build_train_batch, split_minibatches
+from megatron_lwz.rl.batching import build_train_batch, minibatches_for_update
 from megatron_lwz.rl.job_config import GRPOJobConfig
 from megatron_lwz.rl.metrics import dump_samples, rollout_metrics
 from megatron_lwz.rl.prompts import prompt_batch
@@ -62,7 +62,8 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
             metrics = rt.scorer.score(groups)
         batch = build_train_batch(groups, advantages_for_groups(groups, cfg.reward), rl.batching,
                                   pad_token_id=rt.tokenizer.pad_id)
-        minibatches = split_minibatches(batch, rl.batching.num_minibatches, seed=rl.seed + state.step) if len(batch) >= ctx.dp * rl.batching.num_minibatches else []
+        minibatches = minibatches_for_update(batch, rl.batching.num_minibatches, ctx.dp, seed=rl.seed + state.step,
+                                             warn=ctx.is_rank0)  # fewer rows than DP × mini-batches: warns
         plans = [plan_minibatch(mb, cfg, ctx) for mb in minibatches]
         with timed(times, "old_logprobs"):
             metrics.update(set_old_logprobs(policy, plans, cfg, rt.reference))

@@ -1,5 +1,6 @@
 """rl.batching: alignment convention, dynamic sampling, mini-batches and micro-batch packing."""
 
+import logging
 import random
 
 import pytest
@@ -204,3 +205,23 @@ def test_microbatch_widths_are_fp8_aligned(sp, pp, recipe, multiple):
     got = [tuple(row) for mb in mbs for row, mask in zip(mb["tokens"][:, :width].tolist(), mb["loss_mask"])
            if mask.any()]  # PP > 1 adds all-padding rows
     assert sorted(got) == sorted(map(tuple, batch.tokens[:, :width].tolist()))
+
+
+def test_small_batch_is_never_trained_on_silently(caplog):
+    """Fewer rows than DP × num_minibatches: as many updates as DP allows, or none — with a warning
+    each time (the loop used to skip the whole iteration without a word)."""
+    from megatron_lwz.rl.batching import minibatches_for_update
+
+    samples = [_sample([1] * (k + 1), [2] * (k + 1)) for k in range(8)]
+    batch = build_train_batch([_group(samples)], [list(range(8))], BatchingConfig(), pad_token_id=PAD)
+    rows = len(batch)
+    caplog.set_level(logging.WARNING, logger="megatron_lwz.rl.batching")
+    assert len(minibatches_for_update(batch, 2, 1, seed=1)) == 2 and not caplog.records
+    parts = minibatches_for_update(batch, 4, rows // 2, seed=1)
+    assert len(parts) == 2 and sum(len(p) for p in parts) == rows
+    assert "makes only 2 of 4 updates" in caplog.text
+    caplog.clear()
+    assert minibatches_for_update(batch, 1, rows + 1) == []
+    assert "trains NOTHING" in caplog.text and f"{rows} rows < DP {rows + 1}" in caplog.text
+    caplog.clear()
+    assert minibatches_for_update(batch, 1, rows + 1, warn=False) == [] and not caplog.records
