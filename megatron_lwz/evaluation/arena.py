@@ -57,7 +57,7 @@ class ArenaConfig:
     """What the judge sees of each response (the <answer> text)."""
     max_prompts: int | None = None
     """Use only the first N shared prompt ids (sorted)."""
-    elo: EloConfig = field(default_factory=lambda: EloConfig(prior_ties=0.1))
+    elo: EloConfig = field(default_factory=EloConfig)
     """Elo normalisation, virtual ties and bootstrap."""
 
     def __post_init__(self) -> None:

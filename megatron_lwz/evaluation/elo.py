@@ -54,8 +54,8 @@ class EloConfig:
     """System whose Elo is fixed to ``anchor_elo`` (e.g. a baseline with a published rating)."""
     anchor_elo: float = 1000.0
     """Elo of ``anchor``."""
-    prior_ties: float = 0.0
-    """Virtual tie judgments added to every pair (0 = plain MLE)."""
+    prior_ties: float = 0.1
+    """Virtual tie judgments added to every pair (keeps the MLE finite on small arenas; 0 = plain MLE)."""
     bootstrap: int = 1000
     """Bootstrap resamples over prompts (0 = no intervals)."""
     confidence: float = 0.95

@@ -60,7 +60,7 @@ def test_recovers_known_strengths_with_intervals():
     # 200 prompts × 10 pairs × 2 orders = 4,000 judgments; 1,000 bootstrap resamples over prompts.
     # Tournament seed 1. 95 % intervals miss a true value 5 % of the time by design: with seed 0 the
     # interval of A ends 1.3 Elo above 1300; test_interval_coverage checks the rate over many seeds.
-    result = compute_elo(_tournament(200, seed=1), NAMES, EloConfig(bootstrap=1000, seed=0))
+    result = compute_elo(_tournament(200, seed=1), NAMES, EloConfig(bootstrap=1000, seed=0, prior_ties=0.0))
     ranked = sorted(result.elo, key=result.elo.get, reverse=True)
     assert ranked == NAMES  # order exact
     for name, true in TRUE_ELO.items():
@@ -76,7 +76,7 @@ def test_interval_coverage():
     cases (measured: 96.5 % over 40 tournaments with 500 resamples)."""
     hits = []
     for seed in range(10, 20):
-        result = compute_elo(_tournament(200, seed=seed), NAMES, EloConfig(bootstrap=300, seed=seed))
+        result = compute_elo(_tournament(200, seed=seed), NAMES, EloConfig(bootstrap=300, seed=seed, prior_ties=0.0))
         hits += [result.ci[n][0] <= TRUE_ELO[n] <= result.ci[n][1] for n in NAMES]
     assert 0.85 <= np.mean(hits) <= 1.0, np.mean(hits)
 
@@ -92,7 +92,7 @@ def test_agrees_with_independent_logistic_regression(tie_share, prior):
 def test_anchor_and_win_rate():
     outcomes = [Outcome("p0", "x", "y", 1.0), Outcome("p1", "y", "x", 0.5), Outcome("p2", "y", "x", 1.0),
                 Outcome("p3", "x", "y", 1.0)]
-    result = compute_elo(outcomes, ["x", "y"], EloConfig(anchor="y", anchor_elo=1200.0, bootstrap=0))
+    result = compute_elo(outcomes, ["x", "y"], EloConfig(anchor="y", anchor_elo=1200.0, bootstrap=0, prior_ties=0.0))
     # x scored 2.5 of 4 → θ_x − θ_y = ln(2.5 / 1.5) by hand
     assert result.elo["y"] == 1200.0
     assert result.elo["x"] == pytest.approx(1200.0 + 400.0 * math.log10(2.5 / 1.5), abs=1e-6)
@@ -103,7 +103,7 @@ def test_anchor_and_win_rate():
 def test_degenerate_tournament_needs_prior():
     outcomes = [Outcome(f"p{i}", "strong", "weak", 1.0) for i in range(5)]
     with pytest.raises(ValueError, match="'weak' never beats"):
-        compute_elo(outcomes, ["strong", "weak"], EloConfig(bootstrap=0))
+        compute_elo(outcomes, ["strong", "weak"], EloConfig(bootstrap=0, prior_ties=0.0))
     result = compute_elo(outcomes, ["strong", "weak"], EloConfig(bootstrap=0, prior_ties=1.0))
     # 5.5 vs 0.5 wins → difference 400·log10(11) by hand
     assert result.elo["strong"] - result.elo["weak"] == pytest.approx(400 * math.log10(11.0), abs=1e-6)
