@@ -13,8 +13,9 @@ Every comparison is judged in both orders (i shown first, then j shown first) an
 averaged: s_ij = ½ (P(i ≻ j | i first) + 1 − P(j ≻ i | j first)). A judge that always prefers the
 first answer thus gives every comparison ½ — position bias cancels exactly. One order failing leaves
 the other's verdict; a sample with no successful comparison fails (the scorer falls back to the other
-components for it). Win rate = mean of s_ij over the sample's comparisons, in [0, 1]. All judgments
-of a rollout go to the judge in one batch (concurrent requests, disk-cached by the judge client).
+components for it). Win rate = mean of s_ij over the sample's comparisons, in [0, 1]; a lone sample (a
+group of one, e.g. a held-out evaluation answer) has no peer and gets the neutral ½. All judgments of a
+rollout go to the judge in one batch (concurrent requests, disk-cached by the judge client).
 """
 
 from __future__ import annotations
@@ -129,10 +130,11 @@ class PairwiseChannel:
             wins[comp.group][comp.i].append(s_ij)
             if comp.j != REFERENCE:
                 wins[comp.group][comp.j].append(1.0 - s_ij)
+        lone = self.cfg.opponent != "reference"
         values: list[list[float | str]] = [
-            [statistics.fmean(w) if w else ("no reference answer" if missing and self.cfg.opponent == "reference"
-                                             else "every pairwise judgment of this sample failed") for w in ws]
-            for ws in wins]
+            [0.5 if lone and len(ws) == 1 else statistics.fmean(w) if w else
+             ("no reference answer" if self.cfg.opponent == "reference" else
+              "every pairwise judgment of this sample failed") for w in ws] for ws in wins]
         metrics = {"reward/pairwise/judgments": float(len(items)), "reward/pairwise/failed_judgments": float(failed),
                    "reward/pairwise/first_position_win_rate": statistics.fmean(first_wins) if first_wins else 0.5,
                    "reward/pairwise/missing_reference": float(len(set(missing)))}

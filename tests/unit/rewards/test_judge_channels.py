@@ -175,3 +175,11 @@ def test_rubric_supplied_in_prompt_file_and_bad_rubric(judge, tmp_path, stub_ser
     assert metrics["reward/rubric/failed_rubrics"] == 1 and metrics["reward/rubric/failures"] == 2
     scorer.score([_group(P1, ANSWERS[:2])])
     assert len(stub_server.requests) == 2 and not list((tmp_path / "r2").glob("*.json"))
+
+
+def test_lone_sample_gets_neutral_half(judge):
+    scripted, endpoint = judge()
+    group = _group(P1, ANSWERS[:1])
+    metrics = _scorer(endpoint).score([group])
+    assert group.samples[0].rewards["pairwise"] == 0.5 and metrics["reward/pairwise/failures"] == 0
+    assert scripted.counts["pairwise"] == 0
