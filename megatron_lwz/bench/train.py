@@ -82,6 +82,12 @@ class TrainBenchConfig:
     """Sequence length of the FLOPs/token evaluation."""
     timeout_s: float = 600.0
     """Wall-clock limit of one launch."""
+    harness_steps: int = 6
+    """Alternating timed steps of our train_step vs a bare megatron-core loop in the TP1 launch (0 = off)."""
+    dtype: str = "auto"
+    """Model dtype: auto = bf16 on CUDA, fp32 on CPU."""
+    results: str | None = None
+    """Results file (JSON record + environment); None = runs/bench/train-<UTC time>.json."""
 
     def __post_init__(self) -> None:
         for layout in self.layouts:
@@ -97,12 +103,13 @@ class TrainBenchConfig:
 def _worker_args(cfg: TrainBenchConfig, init: Path) -> list[str]:
     args = ["--hidden", cfg.hidden, "--layers", cfg.layers, "--ffn", cfg.ffn, "--heads", cfg.heads,
             "--kv-heads", cfg.kv_heads, "--vocab", cfg.vocab, "--seq", cfg.seq, "--micro-batch", cfg.micro_batch,
-            "--micro-batches", cfg.micro_batches, "--steps", cfg.steps, "--warmup", cfg.warmup, "--init", init]
+            "--micro-batches", cfg.micro_batches, "--steps", cfg.steps, "--warmup", cfg.warmup, "--init", init,
+            "--dtype", cfg.dtype]
     return [str(a) for a in args]
 
 
-def rows_from_records(records: dict[str, dict], flops_per_token: float) -> list[dict]:
-    """One row per layout, relative to ``records['tp1']``."""
+def rows_from_records(records: dict[str, dict], flops_per_token: float, peak_flops: float | None = None) -> list[dict]:
+    """One row per layout, relative to ``records['tp1']``; MFU when the device's peak is known."""
     base = records["tp1"]
     base_s = statistics.median(base["step_s"])
     rows = []
@@ -114,8 +121,24 @@ def rows_from_records(records: dict[str, dict], flops_per_token: float) -> list[
                      "step_s": step_s, "tokens_per_s": tps, "speedup": speedup, "efficiency": speedup / rec["world"],
                      "model_gflops": tps * flops_per_token / 1e9, "loss_step1": rec["losses"][0],
                      "loss_diff": abs(rec["losses"][0] - base["losses"][0]),
-                     "loss_last_diff": abs(rec["losses"][-1] - base["losses"][-1]), "steps_s": rec["step_s"]})
+                     "loss_last_diff": abs(rec["losses"][-1] - base["losses"][-1]), "steps_s": rec["step_s"],
+                     "tokens_per_s_per_gpu": tps / rec["world"],
+                     "mfu": tps * flops_per_token / (rec["world"] * peak_flops) if peak_flops else None})
     return rows
+
+
+HARNESS_GOAL = 0.95
+"""Our train_step's throughput as a share of the bare megatron-core loop's that we aim for."""
+
+
+def harness_summary(record: dict | None) -> dict | None:
+    """The TP1 launch's harness comparison (bench/harness.py) as summary values."""
+    if not record:
+        return None
+    h = record["harness"]
+    return {"ratio": h["ratio"], "ours_step_s": statistics.median(h["ours_s"]),
+            "bare_step_s": statistics.median(h["bare_s"]), "loss_diff": h["loss_diff"], "steps": len(h["ours_s"]),
+            "meets_goal": h["ratio"] >= HARNESS_GOAL}
 
 
 def flops_summary(preset: str, seq: int) -> dict:
@@ -136,7 +159,8 @@ COLUMNS = [Column(key="layout", header="layout"), Column(key="procs", header="pr
            Column(key="speedup", header="x TP1", fmt=".2f"), Column(key="efficiency", header="x TP1 / proc", fmt=".2f"),
            Column(key="model_gflops", header="model GFLOP/s", fmt=".2f"),
            Column(key="loss_diff", header="|Δ loss₁| vs TP1", fmt=".1e"),
-           Column(key="loss_last_diff", header="|Δ loss_last|", fmt=".1e")]
+           Column(key="loss_last_diff", header="|Δ loss_last|", fmt=".1e"),
+           Column(key="tokens_per_s_per_gpu", header="tok/s/GPU", fmt=",.0f"), Column(key="mfu", header="MFU", fmt=".3f")]
 
 
 def run_train_bench(cfg: TrainBenchConfig, progress: bool = True) -> BenchResult:
@@ -147,7 +171,8 @@ def run_train_bench(cfg: TrainBenchConfig, progress: bool = True) -> BenchResult
                       vocab=cfg.vocab, seq=cfg.seq)
     per_token = train_flops_per_token(arch, cfg.seq)
     records: dict[str, dict] = {}
-    launches = [("tp1", 1, ["--write-init"])] + ([(",".join(cfg.layouts), 2, [])] if cfg.layouts else [])
+    launches = [("tp1", 1, ["--write-init", "--harness-steps", str(cfg.harness_steps)])] + (
+        [(",".join(cfg.layouts), 2, [])] if cfg.layouts else [])
     with tempfile.TemporaryDirectory(prefix="lwz_bench_train_") as tmp:
         init = Path(tmp) / "init.pt"
         for layouts, nproc, extra in tqdm(launches, desc="bench train (launches)", disable=not progress,
@@ -155,22 +180,34 @@ def run_train_bench(cfg: TrainBenchConfig, progress: bool = True) -> BenchResult
             records.update(launch_worker("megatron_lwz.bench.train_worker", nproc,
                                          _worker_args(cfg, init) + ["--layouts", layouts, *extra], cfg.threads,
                                          cfg.timeout_s))
-    rows = rows_from_records(records, per_token)
+    from megatron_lwz.bench.results import device_info, device_peak_flops
+
+    device = device_info()
+    peak = device_peak_flops(device["name"]) if device["kind"] == "cuda" else None
+    rows = rows_from_records(records, per_token, peak)
     big = flops_summary(cfg.flops_preset, cfg.flops_seq)
     summary = {f"speedup_{r['layout']}": r["speedup"] for r in rows if r["layout"] != "tp1"}
+    harness = harness_summary(records["tp1"] if "harness" in records["tp1"] else None)
     summary.update(tokens_per_s_tp1=rows[0]["tokens_per_s"], step_s_tp1=rows[0]["step_s"],
                    losses_match=all(max(r["loss_diff"], r["loss_last_diff"]) <= LOSS_TOLERANCE for r in rows),
-                   model_flops_per_token=per_token, flops=big,
+                   model_flops_per_token=per_token, flops=big, device=device, mfu_tp1=rows[0]["mfu"],
+                   harness_ratio=harness and harness["ratio"], harness=harness,
                    model={"hidden": cfg.hidden, "layers": cfg.layers, "ffn": cfg.ffn, "heads": cfg.heads,
                           "kv_heads": cfg.kv_heads, "vocab": cfg.vocab, "seq": cfg.seq,
                           "tokens_per_step": cfg.micro_batches * cfg.micro_batch * cfg.seq})
-    notes = [f"median of {cfg.steps} steps after {cfg.warmup} warm-up; {cfg.threads} thread(s) per process on CPU "
-             f"(no peak FLOP/s known, so no MFU); model FLOPs/token {per_token / 1e6:.1f} M (bench.flops formula, s={cfg.seq})",
+    on = f"{device['count']}× {device['name']}" if device["kind"] == "cuda" else f"CPU, {cfg.threads} thread(s)/process"
+    notes = [f"median of {cfg.steps} steps after {cfg.warmup} warm-up on {on}"
+             + (f"; MFU vs {peak / 1e12:.0f} TFLOP/s BF16 peak" if peak else " (no peak FLOP/s known, so no MFU)")
+             + f"; model FLOPs/token {per_token / 1e6:.1f} M (bench.flops formula, s={cfg.seq})",
              f"{big['preset']} at s={big['seq']}: {big['flops_per_token'] / 1e9:.1f} GFLOP/token (training), "
              f"attention {100 * big['attention_share']:.1f}% of it; 40% MFU on H100 bf16 = "
              f"{big['h100_bf16_tokens_per_s_at_40pct_mfu']:,.0f} tokens/s/GPU",
              f"first- and last-step losses agree with TP1 within {LOSS_TOLERANCE:g}: {summary['losses_match']}"]
+    if harness:
+        notes.append(f"harness overhead (TP1, {harness['steps']} alternating steps): bare megatron-core loop "
+                     f"{harness['bare_step_s']:.4f} s / our train_step {harness['ours_step_s']:.4f} s = "
+                     f"{harness['ratio']:.3f} (goal ≥ {HARNESS_GOAL}); same-weights loss |Δ| {harness['loss_diff']:.1e}")
     title = (f"train: Qwen2 h={cfg.hidden} L={cfg.layers} V={cfg.vocab}, {cfg.micro_batches}×{cfg.micro_batch}×{cfg.seq} "
-             f"tokens/step, fp32")
+             f"tokens/step, {cfg.dtype}")
     return BenchResult(bench="train", title=title, columns=COLUMNS, rows=rows, summary=summary, notes=notes)
 

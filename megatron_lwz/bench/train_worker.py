@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--init", required=True, help="full initial state (.pt)")
     ap.add_argument("--write-init", action="store_true", help="save this launch's first model as --init")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"], help="auto = bf16 on CUDA, fp32 on CPU")
+    ap.add_argument("--harness-steps", type=int, default=0,
+                    help="single-process layouts: alternating steps of ours vs a bare megatron-core loop (0 = off)")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
 
@@ -69,32 +72,43 @@ def run_layout(args: argparse.Namespace, layout: str, write_init: bool) -> dict:
     from megatron_lwz import parallel
     from megatron_lwz.checkpoint.full_state import gather_full_state, load_full_state
     from megatron_lwz.config.schema import ModelConfig, OptimConfig, PrecisionConfig, SchedulerConfig
-    from megatron_lwz.engine.step import train_step
+    from megatron_lwz.bench.harness import bare_step, cuda_sync, measure
+    from megatron_lwz.engine.step import to_device, train_step
     from megatron_lwz.engine.trainer import build_trainer
     from megatron_lwz.pretrain.steps import forward_lm, global_token_count, make_loss_fn
 
     pcfg = parse_layout(layout)
     ctx = parallel.init_model_parallel(pcfg)
-    trainer = build_trainer(model=ModelConfig(), parallel=pcfg, precision=PrecisionConfig(dtype="fp32"),
+    trainer = build_trainer(model=ModelConfig(), parallel=pcfg, precision=PrecisionConfig(dtype=args.dtype),
                             optim=OptimConfig(lr=1e-3, weight_decay=0.0), scheduler=SchedulerConfig(decay_style="constant"),
                             total_steps=args.warmup + args.steps, ctx=ctx, arch=_arch(args))
     if write_init:
         torch.save(gather_full_state(trainer.unwrapped(), ctx, False), args.init)
     load_full_state(trainer.unwrapped(), torch.load(args.init), ctx, False)
-    mbs = _microbatches(args, ctx.dp, ctx.dp_rank)
-    loss_fn = make_loss_fn(global_token_count(mbs, ctx))
+    mbs = [to_device(mb, ctx.device) for mb in _microbatches(args, ctx.dp, ctx.dp_rank)]
+    total_tokens = global_token_count(mbs, ctx)
+    loss_fn = make_loss_fn(total_tokens)
     times, losses = [], []
     for _ in range(args.warmup + args.steps):
         torch.distributed.barrier()
+        cuda_sync()
         start = time.perf_counter()
         result = train_step(trainer, mbs, forward_lm, loss_fn, args.seq, args.micro_batch)
+        cuda_sync()
         torch.distributed.barrier()
         times.append(time.perf_counter() - start)
         losses.append(result.report["loss"])
+    record = {"layout": layout, "world": ctx.world_size, "tp": ctx.tp, "pp": ctx.pp, "dp": ctx.dp,
+              "tokens_per_step": args.micro_batches * args.micro_batch * args.seq,
+              "step_s": times[args.warmup:], "warmup_s": times[:args.warmup], "losses": losses}
+    if args.harness_steps and ctx.world_size == 1:
+        record["harness"] = measure(
+            ours=lambda: train_step(trainer, mbs, forward_lm, loss_fn, args.seq, args.micro_batch).report["loss"],
+            bare=lambda: bare_step(trainer, mbs, args.seq, args.micro_batch, total_tokens),
+            reset=lambda: load_full_state(trainer.unwrapped(), torch.load(args.init), ctx, False),
+            steps=args.harness_steps, sync=cuda_sync)
     parallel.destroy_model_parallel()
-    return {"layout": layout, "world": ctx.world_size, "tp": ctx.tp, "pp": ctx.pp, "dp": ctx.dp,
-            "tokens_per_step": args.micro_batches * args.micro_batch * args.seq,
-            "step_s": times[args.warmup:], "warmup_s": times[:args.warmup], "losses": losses}
+    return record
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -117,6 +117,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=d.threads, help="OMP threads per rank")
     p.add_argument("--flops-preset", default=d.flops_preset, help="architecture for the FLOPs/token lines")
     p.add_argument("--flops-seq", type=int, default=d.flops_seq, help="sequence length for the FLOPs/token lines")
+    p.add_argument("--harness-steps", type=int, default=d.harness_steps,
+                   help="TP1: alternating steps of our train_step vs a bare megatron-core loop (0 = off)")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=d.dtype, help="auto = bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--results", help="results file (JSON + environment); default runs/bench/train-<UTC time>.json")
 
 
 
@@ -129,8 +133,13 @@ def run_train_cli(args: argparse.Namespace) -> int:
                            heads=args.heads, kv_heads=args.kv_heads, vocab=args.vocab, seq=args.seq,
                            micro_batch=args.micro_batch, micro_batches=args.micro_batches, steps=args.steps,
                            warmup=args.warmup, threads=args.threads, flops_preset=args.flops_preset,
-                           flops_seq=args.flops_seq)
+                           flops_seq=args.flops_seq, harness_steps=args.harness_steps, dtype=args.dtype,
+                           results=args.results)
     result = run_train_bench(cfg)
+    from megatron_lwz.bench.results import environment, write_results
+
+    path = write_results(result, environment({"layouts": ["tp1", *cfg.layouts]}), cfg.results)
+    result.notes.append(f"results: {path}")
     emit(result)
     return 0 if result.summary["losses_match"] is not False else 1
 
