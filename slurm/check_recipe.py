@@ -7,7 +7,9 @@ runs the structural rules of ``megatron_lwz.config.validate`` that need no GPU: 
 (TP/PP/CP/VPP against heads, KV groups, layers and WORLD_SIZE), batch shape, and the precision
 rules with CUDA + Transformer Engine assumed present (the target cluster has them). For GRPO it
 also checks the Writing RM's architecture against the shared layout and that every mini-batch
-gives each DP rank a row. Exit 0 and one summary line, or exit 2 and the config error.
+gives each DP rank a row. Then every input path (tokenizer, data and prompt files, ``rl.eval.path``,
+checkpoints to load, ``writing_rm.checkpoint``, …) must exist: ``config.inputs.check_input_paths``,
+the check every job also runs at start. Exit 0 and one summary line, or exit 2 and the config error.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 
 from megatron_lwz.cli.jobs import JOBS
 from megatron_lwz.config.base import ConfigError, load_config
+from megatron_lwz.config.inputs import check_input_paths
 from megatron_lwz.config.validate import validate_batch, validate_parallel, validate_precision
 from megatron_lwz.models.presets import resolve
 
@@ -38,11 +41,15 @@ def check(job: str, path: str, world_size: int, overrides: list[str]) -> str:
         if per_update < dp:
             raise ConfigError(f"rl: {rows} samples / {cfg.rl.batching.num_minibatches} mini-batches = {per_update} "
                               f"rows per update < DP {dp}; raise rl.prompts_per_step or lower num_minibatches")
-        return f"{summary}; {rows} samples/step in {cfg.rl.batching.num_minibatches} updates of {per_update}"
+        inputs = check_input_paths(cfg)
+        return (f"{summary}; {rows} samples/step in {cfg.rl.batching.num_minibatches} updates of {per_update}; "
+                f"{len(inputs)} input paths found")
     seq = cfg.data.seq_length if job == "pretrain" else cfg.data.max_length
     micro = validate_batch(dp, cfg.train.micro_batch_size, cfg.train.global_batch_size, seq, arch,
                            par.virtual_pipeline_parallel, par.pipeline_parallel)
-    return f"{summary}; {micro} micro-batches of {cfg.train.micro_batch_size} per DP rank per step"
+    inputs = check_input_paths(cfg)
+    return (f"{summary}; {micro} micro-batches of {cfg.train.micro_batch_size} per DP rank per step; "
+            f"{len(inputs)} input paths found")
 
 
 def main(argv: list[str]) -> int:

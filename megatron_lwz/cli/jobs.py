@@ -45,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
+    from megatron_lwz.config.inputs import check_input_paths
+
+    try:  # every input path exists before any process group or model is built
+        check_input_paths(cfg)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     from megatron_lwz import parallel
 
     try:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data make-demo": ("megatron_lwz.cli.data_cmds", "write the demo corpus, CoT slice, RM pairs and RL prompts"),
     "data predict-length": ("megatron_lwz.cli.reward_cmds", "predict [L_lower, L_upper] for RL prompts"),
     "data filter-prompts": ("megatron_lwz.cli.reward_cmds", "filter WildChat/LMSYS-style dumps into RL prompts"),
+    "data split-prompts": ("megatron_lwz.cli.reward_cmds", "hold out RL prompts for rl.eval, disjoint by text"),
     "convert hf-to-mcore": ("megatron_lwz.cli.convert_cmds", "HF Qwen2 safetensors -> megatron dist checkpoint"),
     "convert mcore-to-hf": ("megatron_lwz.cli.convert_cmds", "megatron dist checkpoint -> HF safetensors"),
     "bench": ("megatron_lwz.cli.bench_cmds",

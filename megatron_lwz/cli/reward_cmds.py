@@ -1,6 +1,6 @@
-"""``lwz data predict-length`` and ``lwz data filter-prompts``: RL prompt preparation (paper §1.3, §8).
+"""``lwz data predict-length``, ``filter-prompts`` and ``split-prompts``: RL prompt preparation (paper §1.3, §8).
 
-Thin: argparse → typed configs → ``megatron_lwz.rewards.length_predict`` / ``prompt_filter``.
+Thin: argparse → typed configs → ``megatron_lwz.rewards.length_predict`` / ``prompt_filter`` / ``prompt_split``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ def _add_endpoint_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    if name == "data split-prompts":
+        parser.add_argument("--input", required=True, help="predict-length output (JSONL)")
+        parser.add_argument("--train-out", required=True, help="training prompts (the recipe's prompts.path)")
+        parser.add_argument("--heldout-out", required=True, help="held-out prompts (the recipe's rl.eval.path)")
+        parser.add_argument("--heldout", type=int, default=128, help="distinct held-out prompt texts")
+        parser.add_argument("--seed", type=int, default=1234)
+        parser.add_argument("--question-key", default="question")
+        parser.add_argument("--summary", help="where to write the summary JSON (default: <heldout-out>.summary.json)")
+        return
     if name == "data predict-length":
         parser.add_argument("--input", required=True, help="prompt JSONL (.jsonl / .jsonl.gz)")
         parser.add_argument("--output", required=True, help="output JSONL (may equal --input; "
@@ -92,6 +101,15 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "data predict-length":
         return _finish(_predict(args, args.input), args.output, args.summary)
+    if args.command == "data split-prompts":
+        from megatron_lwz.rewards.prompt_split import SplitConfig, split_prompts
+
+        cfg = SplitConfig(heldout=args.heldout, seed=args.seed, question_key=args.question_key)
+        try:
+            summary = split_prompts(args.input, args.train_out, args.heldout_out, cfg)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+        return _finish(summary, args.heldout_out, args.summary)
     from megatron_lwz.rewards.llm_client import OpenAIClient
     from megatron_lwz.rewards.prompt_filter import PromptFilterConfig, filter_prompts
 

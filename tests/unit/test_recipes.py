@@ -287,12 +287,17 @@ def test_launcher_exit_codes(tmp_path, fake_rc, restarts, expect_rc, requeued):
     assert ("scontrol requeue" in _log(tmp_path)) is requeued
 
 
-def test_launcher_check_mode(env):
+def test_launcher_check_mode(env, tmp_path, monkeypatch):
+    from tests.unit.config.test_inputs import make_inputs  # --check also wants every input path to exist
+
+    for key in ENV:
+        monkeypatch.setenv(key, str(tmp_path / key.lower()))
+    make_inputs(load(GRPO))
     base = {**os.environ, "LWZ_PYTHON": sys.executable, "LWZ_NODES": "8", "OMP_NUM_THREADS": "1"}
     ok = subprocess.run(["bash", str(SLURM / "launch.sh"), "--check", "grpo", str(EXAMPLES / GRPO)],
                         env=base, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert "TP 8 × PP 1 × CP 1 × DP 8" in ok.stdout
+    assert "TP 8 × PP 1 × CP 1 × DP 8" in ok.stdout and "input paths found" in ok.stdout
     bad = subprocess.run(["bash", str(SLURM / "launch.sh"), "--check", "grpo", str(EXAMPLES / GRPO),
                           "parallel.tensor_parallel=16"], env=base, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "num_attention_heads=40 is not divisible" in bad.stderr
