@@ -83,7 +83,7 @@ def _problem(kind: str, value: str) -> str | None:
     path = Path(value)
     if kind == "prefix":
         missing = [s for s in (".bin", ".idx") if not Path(value + s).is_file()]
-        return f"{value}{'/'.join(missing)} not found (run `lwz preprocess`)" if missing else None
+        return f"{', '.join(value + s for s in missing)} not found (run `lwz preprocess`)" if missing else None
     if kind == "tokenizer" and not path.exists() and _HUB_ID.match(value):
         return None  # a Hugging Face hub id, fetched by the tokenizer loader
     if not path.exists():
