@@ -26,6 +26,7 @@ from megatron_lwz.evaluation.pairwise import ScoreFn, pair_messages, parse_verdi
 from megatron_lwz.evaluation.report import plot_elo, plot_win_rate
 from megatron_lwz.rewards.length import AnswerPolicy
 from megatron_lwz.rewards.llm_client import ChatResult, OpenAIClient, Sampling
+from megatron_lwz.metrics.run_dir import prepare_run_dir
 from megatron_lwz.rewards.records_io import BadRecords, write_jsonl_atomic
 
 SCORE = {"A": 1.0, "B": 0.0, "C": 0.5}
@@ -127,7 +128,7 @@ def _load_rm(checkpoint: str) -> ScoreFn:
 def run_arena(cfg: ArenaConfig, client: OpenAIClient | None = None, score_fn: ScoreFn | None = None) -> dict[str, Any]:
     """Judge every comparison, fit Elo, write the results directory; returns the summary."""
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(out, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
     names, bad = system_names(cfg), BadRecords()
     gens = {n: read_generations(p, bad) for n, p in zip(names, cfg.generations)}
     comps = comparisons(gens, names, cfg.max_prompts)

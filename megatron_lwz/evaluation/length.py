@@ -22,6 +22,7 @@ from typing import Any
 
 from megatron_lwz.evaluation.data import judged_text, read_generation_meta, read_generations, read_prompts
 from megatron_lwz.rewards.length import AnswerPolicy, count_words
+from megatron_lwz.metrics.run_dir import prepare_run_dir
 from megatron_lwz.rewards.records_io import BadRecords, write_jsonl_atomic
 
 BUCKETS = ((0, 500), (500, 2000), (2000, 4000), (4000, None))
@@ -79,7 +80,7 @@ def run_length(cfg: LengthEvalConfig) -> dict[str, Any]:
     if not Path(cfg.benchmark).is_file():
         raise FileNotFoundError(f"benchmark file not found: {cfg.benchmark}")
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(out, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
     bad = BadRecords()
     required = _required(cfg, bad)
     rows, runs = [], []

@@ -31,6 +31,7 @@ from megatron_lwz.evaluation.judging import Asked, JudgeConfig, ask_parsed, make
 from megatron_lwz.evaluation.protocols import WRITINGBENCH, WritingBenchProtocol
 from megatron_lwz.rewards.length import AnswerPolicy, count_words
 from megatron_lwz.rewards.llm_client import ChatResult, OpenAIClient, Sampling, strip_reasoning
+from megatron_lwz.metrics.run_dir import prepare_run_dir
 from megatron_lwz.rewards.records_io import BadRecords, write_jsonl_atomic
 
 
@@ -156,7 +157,7 @@ def run_writingbench(cfg: WritingBenchConfig, client: OpenAIClient | None = None
     """Judge, aggregate, write the results directory; returns the summary (see module doc)."""
     protocol = WRITINGBENCH[cfg.protocol]
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(out, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
     bad = BadRecords()
     queries = read_writingbench(cfg.benchmark, bad)[: cfg.max_queries]
     jobs, conversations, missing, words = _jobs(cfg, queries, bad, protocol)

@@ -83,6 +83,8 @@ def test_writingbench_end_to_end_with_failures_and_resume(tmp_path, judge_server
     lines = [json.loads(x) for x in (tmp_path / "out" / "judgments.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and sum(x["error"] is not None for x in lines) == 3
     assert all(x["prompt_tokens"] > 0 for x in lines)
+    assert "protocol: writingbench-v1" in (tmp_path / "out" / "config.yaml").read_text()
+    assert (tmp_path / "out" / "versions.json").is_file()
     # Rerun: same results, zero new requests (all replies come from the cache).
     again = run_writingbench(cfg)
     assert len(server.requests) == first_count
