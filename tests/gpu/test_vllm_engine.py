@@ -26,7 +26,8 @@ THRESHOLD = 1e-2  # fp32 on both sides; a different model differs by O(1)
 
 
 class HFTokenizer:
-    """encode/decode/eod over a transformers fast tokenizer (special tokens skipped, like vLLM)."""
+    """encode/decode/eod over a transformers fast tokenizer (special tokens kept: the rollout text rule,
+    megatron_lwz/rollout/text.py)."""
 
     def __init__(self, tok):
         self.tok = tok
@@ -35,8 +36,8 @@ class HFTokenizer:
     def encode(self, text):
         return self.tok.encode(text, add_special_tokens=False)
 
-    def decode(self, ids):
-        return self.tok.decode(ids, skip_special_tokens=True)
+    def decode(self, ids, skip_special_tokens=False):
+        return self.tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
 
 def build_tokenizer():
