@@ -14,7 +14,12 @@ export MODELS_DIR=${MODELS_DIR:-$SHARED_ROOT/models}  # HF downloads: Qwen2.5-32
 export CKPT_DIR=${CKPT_DIR:-$SHARED_ROOT/checkpoints} # megatron checkpoints (converted + training)
 export RUNS_DIR=${RUNS_DIR:-$SHARED_ROOT/runs}        # run dirs: config, metrics, tensorboard, plots
 export LWZ_STATE_DIR=${LWZ_STATE_DIR:-$RUNS_DIR/.slurm}  # launcher stop files (must be shared)
-export LWZ_PYTHON=${LWZ_PYTHON:-$LWZ_HOME/.venv/bin/python}  # venv with `pip install -e .[gpu]`
+if [[ -n ${LWZ_CONTAINER_IMAGE:-} ]]; then  # pyxis/enroot: the image brings the stack (launch.sh)
+  export LWZ_PYTHON=${LWZ_PYTHON:-python}
+  export PYTHONPATH=$LWZ_HOME${PYTHONPATH:+:$PYTHONPATH}   # megatron_lwz from the mounted checkout
+else
+  export LWZ_PYTHON=${LWZ_PYTHON:-$LWZ_HOME/.venv/bin/python}  # venv with `pip install -e .[gpu]`
+fi
 
 # ---- threads --------------------------------------------------------------------------------------
 # One process per GPU: give each its share of the node's cores (SLURM_CPUS_PER_TASK from the sbatch
@@ -58,6 +63,15 @@ export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}  # INFO once to check that "NET/IB" (not "NET/Socket") is used
 # A collective that fails or exceeds parallel.timeout_minutes tears the process down (torch's default
 # TORCH_NCCL_ASYNC_ERROR_HANDLING=3) and srun --kill-on-bad-exit ends the other ranks: no silent hang.
+# Before that, every rank writes its NCCL flight recorder (the last parallel.nccl_trace_buffer_size
+# collectives per group; TORCH_FR_* variables set by megatron_lwz/parallel/diagnostics.py, exported
+# values win) and its Python stacks into parallel.debug_dir = $LWZ_DEBUG_DIR (set by launch.sh).
+# Waits for rank 0's rollouts run on a gloo group with parallel.host_timeout_minutes instead.
+
+# Rendezvous port of a job: 12000 + job id mod 20000, below the Linux ephemeral range 32768–60999
+# (the kernel's source ports for outgoing connections, which may already hold any port there).
+# megatron_lwz/parallel/env.py:rendezvous_port is the same formula.
+lwz_rendezvous_port() { echo $(( 12000 + ${1:?job id} % 20000 )); }
 
 # ---- UCX -------------------------------------------------------------------------------------------
 # NCCL does not use UCX; UCX only matters when srun runs with --mpi=pmix (PMIx/UCX wire-up) or under

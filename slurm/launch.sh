@@ -6,6 +6,17 @@
 #   slurm/launch.sh --check JOB CONFIG [...]               # dry run + layout/batch rules for the allocation
 #   JOB: pretrain | train-rm | grpo
 #
+# Logs (LWZ_LOG_MODE): `label` (default) prefixes every line of the one job log with its rank
+#   (srun --label, "12: ..."); `files` writes one file per task instead, $LWZ_LOG_DIR/<job>.rank<N>.log.
+# Hangs: every rank keeps an NCCL flight recorder and dumps it with its Python stacks into
+#   $LWZ_DEBUG_DIR (default $RUNS_DIR/debug/<job id>) on a collective timeout; for a live dump of every
+#   trainer's stacks run `scancel --batch --signal=USR2 <job id>` (relayed to the trainers only).
+# Container (pyxis/enroot): LWZ_CONTAINER_IMAGE=<image or .sqsh> runs every task inside it, with
+#   LWZ_CONTAINER_MOUNTS (default: the repository and $SHARED_ROOT at the same paths); LWZ_PYTHON then
+#   defaults to the image's `python` and PYTHONPATH to the repository.
+# Rendezvous: MASTER_ADDR (first node) and MASTER_PORT (12000 + job id mod 20000, outside the
+#   ephemeral port range) are computed once here and exported to every task.
+#
 # LWZ_LAUNCHER=srun (default): srun starts nodes × LWZ_GPUS_PER_NODE tasks, each running
 #     python -m megatron_lwz.cli.main JOB --config CONFIG ...
 #   megatron_lwz reads SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID (rank, world size, GPU index) and
@@ -35,6 +46,10 @@ LWZ_GPUS_PER_NODE=${LWZ_GPUS_PER_NODE:-8}
 LWZ_REQUEUE_EXIT_CODE=${LWZ_REQUEUE_EXIT_CODE:-124}
 LWZ_MAX_REQUEUES=${LWZ_MAX_REQUEUES:-20}
 LWZ_POLL_SECONDS=${LWZ_POLL_SECONDS:-5}
+LWZ_LOG_MODE=${LWZ_LOG_MODE:-label}             # label | files
+LWZ_LOG_DIR=${LWZ_LOG_DIR:-logs/ranks}           # LWZ_LOG_MODE=files
+LWZ_CONTAINER_IMAGE=${LWZ_CONTAINER_IMAGE:-}     # pyxis --container-image (empty: no container)
+LWZ_CONTAINER_MOUNTS=${LWZ_CONTAINER_MOUNTS:-$LWZ_HOME:$LWZ_HOME,$SHARED_ROOT:$SHARED_ROOT}
 
 log() { echo "[launch.sh $(date '+%F %T')] $*" >&2; }
 die() { log "error: $*"; exit 2; }
@@ -46,16 +61,31 @@ usage() {
 
 # ---- inside one task: run the command, turn the stop file into SIGUSR1 for the trainer(s) ----------
 signal_trainers() {
-  local pid=$1
+  local pid=$1 sig=${2:-USR1}
   if [[ $LWZ_LAUNCHER == torchrun ]]; then
-    pkill -USR1 -P "$pid" || true   # the workers are the agent's children; the agent itself is left alone
+    pkill "-$sig" -P "$pid" || true   # the workers are the agent's children; the agent itself is left alone
   else
-    kill -USR1 "$pid" 2>/dev/null || true
+    kill "-$sig" "$pid" 2>/dev/null || true
+  fi
+}
+
+# A stack-dump request (a line appended to LWZ_STACKS_FILE by the batch shell) → SIGUSR2 to the trainer
+# (parallel.stack_dump_signal: faulthandler dumps every thread and the process runs on).
+relay_stack_dump() {
+  local pid=$1 size
+  [[ -n ${LWZ_STACKS_FILE:-} && -e $LWZ_STACKS_FILE ]] || return 0
+  size=$(wc -c < "$LWZ_STACKS_FILE")
+  if [[ $size != "${stacks_seen:-0}" ]]; then
+    stacks_seen=$size
+    signal_trainers "$pid" USR2
   fi
 }
 
 run_task() {
   local pid sent=0 rc=0
+  # Ignored here and inherited by the trainer's helper processes (vLLM, reward workers): a USR2 sent to
+  # the whole step (scancel --signal=USR2) dumps the trainer's stacks (faulthandler) and kills nothing.
+  trap '' USR2
   "$@" &
   pid=$!
   trap 'kill -TERM "$pid" 2>/dev/null || true' TERM INT
@@ -64,6 +94,7 @@ run_task() {
       signal_trainers "$pid"
       sent=1
     fi
+    relay_stack_dump "$pid"
     sleep "$LWZ_POLL_SECONDS"
   done
   wait "$pid" || rc=$?
@@ -79,6 +110,12 @@ on_usr1() {
   stop_requested=1
   log "SIGUSR1: the allocation ends soon; asking the trainers to checkpoint at the next step boundary"
   : > "$LWZ_STOP_FILE"
+}
+
+on_usr2() {
+  trapped=1
+  log "SIGUSR2: every trainer dumps its Python stacks into $LWZ_DEBUG_DIR (stacks.rank*.txt)"
+  date +%s >> "$LWZ_STACKS_FILE"
 }
 
 on_term() {
@@ -119,25 +156,47 @@ requeue_or_exit() {
   exit 0
 }
 
+srun_options() {  # fills the global array `srun_opts`: log routing and the optional container
+  srun_opts=()
+  case $LWZ_LOG_MODE in
+    label) srun_opts+=(--label) ;;
+    files) mkdir -p "$LWZ_LOG_DIR"
+           srun_opts+=(--output="$LWZ_LOG_DIR/%x-%j.rank%t.log" --open-mode=append) ;;
+    *) die "LWZ_LOG_MODE=$LWZ_LOG_MODE: use label or files" ;;
+  esac
+  if [[ -n $LWZ_CONTAINER_IMAGE ]]; then
+    srun_opts+=(--container-image="$LWZ_CONTAINER_IMAGE" --container-mounts="$LWZ_CONTAINER_MOUNTS"
+                --container-workdir="$LWZ_HOME")
+  fi
+}
+
 build_command() {  # fills the global array `cmd`
   local nodes=$1; shift
   local cpus=()
+  srun_options
   case $LWZ_LAUNCHER in
     srun)
       [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cpus=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
       cmd=(srun --nodes="$nodes" --ntasks-per-node="$LWZ_GPUS_PER_NODE" "${cpus[@]}" --kill-on-bad-exit=1
-           --export=ALL bash "$LWZ_SLURM_DIR/launch.sh" --task "$LWZ_PYTHON" "$@") ;;
+           --export=ALL "${srun_opts[@]}" bash "$LWZ_SLURM_DIR/launch.sh" --task "$LWZ_PYTHON" "$@") ;;
     torchrun)
       [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cpus=(--cpus-per-task="$((SLURM_CPUS_PER_TASK * LWZ_GPUS_PER_NODE))")
-      local master port
-      master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-      port=$((20000 + SLURM_JOB_ID % 20000))
-      cmd=(srun --nodes="$nodes" --ntasks-per-node=1 "${cpus[@]}" --kill-on-bad-exit=1 --export=ALL
+      local tee=(--tee=3)  # torchrun prefixes each line with its local rank
+      [[ $LWZ_LOG_MODE == files ]] && tee=(--redirects=3 --log-dir="$LWZ_LOG_DIR/$SLURM_JOB_ID")
+      cmd=(srun --nodes="$nodes" --ntasks-per-node=1 "${cpus[@]}" --kill-on-bad-exit=1 --export=ALL "${srun_opts[@]}"
            bash "$LWZ_SLURM_DIR/launch.sh" --task "$LWZ_PYTHON" -m torch.distributed.run
-           --nnodes="$nodes" --nproc-per-node="$LWZ_GPUS_PER_NODE" --rdzv-backend=c10d
-           --rdzv-endpoint="$master:$port" --rdzv-id="$SLURM_JOB_ID" --max-restarts=0 "$@") ;;
+           --nnodes="$nodes" --nproc-per-node="$LWZ_GPUS_PER_NODE" --rdzv-backend=c10d "${tee[@]}"
+           --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv-id="$SLURM_JOB_ID" --max-restarts=0 "$@") ;;
     *) die "LWZ_LAUNCHER=$LWZ_LAUNCHER: use srun or torchrun" ;;
   esac
+}
+
+rendezvous() {  # MASTER_ADDR / MASTER_PORT once for every task (no scontrol call per rank)
+  if [[ -z ${MASTER_ADDR:-} && -n ${SLURM_JOB_NODELIST:-} ]]; then
+    MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)  # reads all: no SIGPIPE under pipefail
+  fi
+  export MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+  export MASTER_PORT=${MASTER_PORT:-$(lwz_rendezvous_port "$SLURM_JOB_ID")}
 }
 
 launch() {
@@ -147,12 +206,17 @@ launch() {
   mkdir -p "$LWZ_STATE_DIR"
   export LWZ_LAUNCHER LWZ_POLL_SECONDS
   export LWZ_STOP_FILE="$LWZ_STATE_DIR/stop.$SLURM_JOB_ID.${SLURM_RESTART_COUNT:-0}"
+  export LWZ_STACKS_FILE="$LWZ_STATE_DIR/stacks.$SLURM_JOB_ID.${SLURM_RESTART_COUNT:-0}"  # USR2 requests
+  export LWZ_DEBUG_DIR=${LWZ_DEBUG_DIR:-$RUNS_DIR/debug/$SLURM_JOB_ID}
+  rm -f "$LWZ_STACKS_FILE"
+  rendezvous
   rm -f "$LWZ_STOP_FILE"
   build_command "$nodes" -m megatron_lwz.cli.main "$job" --config "$config" "$@" \
-    "checkpoint.exit_code_on_signal=$LWZ_REQUEUE_EXIT_CODE"
+    "checkpoint.exit_code_on_signal=$LWZ_REQUEUE_EXIT_CODE" "parallel.debug_dir=$LWZ_DEBUG_DIR"
   log "job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0}: $nodes nodes × $LWZ_GPUS_PER_NODE GPUs, $LWZ_LAUNCHER"
   log "${cmd[*]}"
   trap on_usr1 USR1
+  trap on_usr2 USR2
   trap on_term TERM
   "${cmd[@]}" &
   wait_child $!

@@ -88,11 +88,26 @@ class ParallelConfig:
     sequence_parallel, and fixed micro-batch shapes (pretraining: data.seq_length × micro_batch_size)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """torch.distributed backend; auto = nccl with CUDA, gloo without."""
-    timeout_minutes: float = 30.0
-    """Collective timeout (long rollouts on other ranks must not trip it)."""
+    timeout_minutes: float = 15.0
+    """Timeout of the training collectives (the default group and megatron's TP/PP/DP groups): short,
+    so a hung step ends the job within minutes with a flight-recorder dump and every rank's Python
+    stacks (parallel/diagnostics.py). Must exceed the slowest step phase that waits on them, e.g. a
+    checkpoint save. Waits for another rank's rollout use host_timeout_minutes instead."""
     host_timeout_minutes: float = 120.0
     """Timeout of the host (gloo) group on which ranks wait while another rank generates (GRPO
     rollouts): waits there cost no GPU, unlike a spinning NCCL kernel beside vLLM's workers."""
+    nccl_trace_buffer_size: int = 2000
+    """NCCL flight recorder (TORCH_FR_BUFFER_SIZE): the last N collectives per process group, written
+    per rank on a collective timeout (TORCH_NCCL_DUMP_ON_TIMEOUT); 0 = off. An exported value wins."""
+    debug_dir: str | None = None
+    """Directory of the per-rank hang records: ``nccl_trace_rank_<rank>`` flight-recorder dumps and
+    ``stacks.rank<NNNNN>.txt`` stack dumps. slurm/launch.sh sets ``$RUNS_DIR/debug/<job id>``;
+    null = stacks to stderr, flight-recorder dumps to torch's default (/tmp on each node)."""
+    stack_dumps: bool = True
+    """faulthandler on every rank: all threads' Python stacks on a fatal signal (the NCCL watchdog
+    aborts a rank after a collective timeout) and on ``stack_dump_signal``."""
+    stack_dump_signal: Literal["SIGUSR2", "SIGQUIT", "SIGWINCH"] | None = "SIGUSR2"
+    """Signal that dumps the stacks and lets the process run on (SIGTERM / SIGUSR1 are preemption)."""
     seed: int = 1234
     """Base random seed (megatron's model-parallel RNG tracker is seeded from it)."""
     world_size: int | None = None

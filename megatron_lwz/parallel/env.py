@@ -12,6 +12,21 @@ import subprocess
 from dataclasses import dataclass
 
 
+PORT_BASE = 12000
+PORT_SPAN = 20000
+"""Rendezvous ports are PORT_BASE + job id mod PORT_SPAN = 12000–31999: a job-specific port (two jobs
+sharing a node do not collide), below Linux's ephemeral range (32768–60999, net.ipv4.ip_local_port_range)
+from which the kernel hands out the source ports of outgoing connections — a port in that range can
+already be taken by any process's client socket on the master node. ``slurm/env.sh`` has the same
+formula (``lwz_rendezvous_port``)."""
+EPHEMERAL_PORTS = range(32768, 61000)
+
+
+def rendezvous_port(job_id: int) -> int:
+    """The job's MASTER_PORT when none is exported (see PORT_BASE)."""
+    return PORT_BASE + job_id % PORT_SPAN
+
+
 @dataclass(frozen=True)
 class LaunchEnv:
     """Rank layout and rendezvous address of this process."""
@@ -73,8 +88,8 @@ def detect(environ: dict[str, str] | None = None) -> LaunchEnv:
     if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
         nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST", "")
         addr = env.get("MASTER_ADDR") or (_first_slurm_host(nodelist) if nodelist else "127.0.0.1")
-        # A job-specific port so two jobs sharing a node do not collide.
-        port = int(env.get("MASTER_PORT", 20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+        # slurm/launch.sh exports MASTER_ADDR/MASTER_PORT once for all ranks; bare srun computes them here.
+        port = int(env.get("MASTER_PORT", rendezvous_port(int(env.get("SLURM_JOB_ID", "0")))))
         return LaunchEnv(
             rank=int(env["SLURM_PROCID"]), world_size=int(env["SLURM_NTASKS"]),
             local_rank=int(env.get("SLURM_LOCALID", 0)), master_addr=addr, master_port=port,

@@ -17,7 +17,7 @@ import torch
 
 from megatron_lwz.config.base import ConfigError
 from megatron_lwz.config.schema import ParallelConfig
-from megatron_lwz.parallel import cpu_compat
+from megatron_lwz.parallel import cpu_compat, diagnostics
 from megatron_lwz.parallel.env import LaunchEnv, detect
 
 
@@ -173,6 +173,8 @@ def init(cfg: ParallelConfig, launch: LaunchEnv | None = None) -> ParallelContex
         cpu_compat.install()  # no-op with CUDA; the rehearsal installs its own stand-in device
     launch = launch or detect()
     _validate_layout(cfg, launch.world_size)
+    diagnostics.apply(cfg, launch.rank)  # NCCL flight recorder: read when the process group is created
+    diagnostics.install_stack_dumps(cfg, launch.rank)
     backend = _init_process_group(launch, cfg)
     return init_model_parallel(cfg, launch, backend)
 
