@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.distributed.compare import assert_close_seq, assert_layouts, max_abs_diff
 from tests.launch import torchrun
 
 pytestmark = pytest.mark.distributed
@@ -18,15 +19,14 @@ WORKER = Path(__file__).with_name("worker_equivalence.py")
 
 
 def _compare(ref: dict, got: dict, layout: str) -> None:
-    for a, b in zip(got["losses"], ref["losses"]):
-        assert abs(a - b) <= 1e-5 * abs(b), f"{layout}: losses {got['losses']} vs {ref['losses']}"
-    for a, b in zip(got["grad_norms"], ref["grad_norms"]):
-        assert abs(a - b) <= 1e-5 * abs(b), f"{layout}: grad norms {got['grad_norms']} vs {ref['grad_norms']}"
+    assert len(ref["losses"]) == 3, "the reference must run its 3 steps"
+    assert_close_seq(got["losses"], ref["losses"], rel=1e-5, what=f"{layout} losses")
+    assert_close_seq(got["grad_norms"], ref["grad_norms"], rel=1e-5, what=f"{layout} grad norms")
     assert set(got["params"]) == set(ref["params"]), f"{layout}: parameter names differ"
     for name, values in ref["params"].items():
-        diff = max(abs(x - y) for x, y in zip(got["params"][name], values))
+        diff = max_abs_diff(got["params"][name], values, f"{layout} {name}")
         assert diff <= 1e-4, f"{layout}: {name} differs by {diff:.2e}"
-    lp = max(abs(x - y) for x, y in zip(got["logprobs"], ref["logprobs"]))
+    lp = max_abs_diff(got["logprobs"], ref["logprobs"], f"{layout} log-probs")
     assert lp <= 1e-5, f"{layout}: per-token log-probs differ by {lp:.2e}"
 
 
@@ -46,6 +46,7 @@ def reference(tmp_path_factory) -> tuple[Path, dict]:
 def test_two_process_layouts(reference, tmp_path):
     init, ref = reference
     out = torchrun(WORKER, 2, ["--layouts", "tp2,pp2,dp2", "--init", str(init)], tmp_path / "two.json")
+    assert_layouts(out, ["tp2", "pp2", "dp2"])
     for layout, got in out.items():
         _compare(ref, got, layout)
 
@@ -54,6 +55,7 @@ def test_four_process_layouts(reference, tmp_path):
     """TP2×PP2, interleaved PP2×VPP2 with DP2, and TP2×DP2 — all with the distributed optimizer."""
     init, ref = reference
     out = torchrun(WORKER, 4, ["--layouts", "tp2pp2,pp2vpp2,tp2", "--init", str(init)], tmp_path / "four.json")
+    assert_layouts(out, ["tp2pp2", "pp2vpp2", "tp2"])
     for layout, got in out.items():
         _compare(ref, got, layout)
 
@@ -64,4 +66,5 @@ def test_tied_embeddings_across_pipeline(tmp_path):
     ref = torchrun(WORKER, 1, ["--layouts", "tp1pp1", "--tied", "--init", str(init), "--write-init"],
                    tmp_path / "ref.json")["tp1pp1"]
     out = torchrun(WORKER, 2, ["--layouts", "pp2", "--tied", "--init", str(init)], tmp_path / "two.json")
+    assert_layouts(out, ["pp2"])
     _compare(ref, out["pp2"], "pp2 tied")

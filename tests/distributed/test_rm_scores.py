@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.distributed.compare import assert_close_seq, assert_layouts
 from tests.launch import torchrun
 
 pytestmark = pytest.mark.distributed
@@ -17,7 +18,6 @@ def test_rm_scores_layouts(tmp_path):
     ref = torchrun(WORKER, 1, ["--layouts", "tp1", "--init", str(init), "--write-init"], tmp_path / "one.json")["tp1"]
     assert len(ref) == 7 and max(ref) - min(ref) > 1e-3, "scores must differ across inputs (else vacuous)"
     out = torchrun(WORKER, 2, ["--layouts", "tp2,pp2,dp2", "--init", str(init)], tmp_path / "two.json")
+    assert_layouts(out, ["tp2", "pp2", "dp2"])
     for layout, scores in out.items():
-        assert len(scores) == len(ref)
-        for a, b in zip(scores, ref):
-            assert abs(a - b) <= 1e-5 * max(1.0, abs(b)), f"{layout}: {scores} vs {ref}"
+        assert_close_seq(scores, ref, rel=1e-5, abs_tol=1e-6, what=f"{layout} RM scores")
