@@ -34,17 +34,15 @@ from megatron_lwz.config.schema import ParallelConfig
 def nccl_env(cfg: ParallelConfig, rank: int) -> dict[str, str]:
     """The flight-recorder variables for ``cfg`` (empty when ``nccl_trace_buffer_size`` is 0).
 
-    Both torch spellings are set (``TORCH_FR_*`` since 2.7; ``TORCH_NCCL_*`` still read as fallback).
-    The dump file name is a prefix: torch appends the global rank.
+    torch 2.14's names (its old ``TORCH_NCCL_TRACE_BUFFER_SIZE`` / ``TORCH_NCCL_DEBUG_INFO_TEMP_FILE``
+    still work but print a deprecation warning on every rank). The dump file name is a prefix: torch
+    appends the global rank.
     """
     if cfg.nccl_trace_buffer_size <= 0:
         return {}
-    env = {"TORCH_FR_BUFFER_SIZE": str(cfg.nccl_trace_buffer_size),
-           "TORCH_NCCL_TRACE_BUFFER_SIZE": str(cfg.nccl_trace_buffer_size),
-           "TORCH_NCCL_DUMP_ON_TIMEOUT": "1"}
+    env = {"TORCH_FR_BUFFER_SIZE": str(cfg.nccl_trace_buffer_size), "TORCH_NCCL_DUMP_ON_TIMEOUT": "1"}
     if cfg.debug_dir:
-        prefix = str(Path(cfg.debug_dir) / "nccl_trace_rank_")
-        env |= {"TORCH_FR_DUMP_TEMP_FILE": prefix, "TORCH_NCCL_DEBUG_INFO_TEMP_FILE": prefix}
+        env["TORCH_FR_DUMP_TEMP_FILE"] = str(Path(cfg.debug_dir) / "nccl_trace_rank_")
     return env
 
 

@@ -22,9 +22,8 @@ def test_flight_recorder_env(tmp_path):
     cfg = ParallelConfig(nccl_trace_buffer_size=2000, debug_dir=str(tmp_path / "dbg"))
     env = diagnostics.nccl_env(cfg, rank=5)
     prefix = str(tmp_path / "dbg" / "nccl_trace_rank_")
-    assert env == {"TORCH_FR_BUFFER_SIZE": "2000", "TORCH_NCCL_TRACE_BUFFER_SIZE": "2000",
-                   "TORCH_NCCL_DUMP_ON_TIMEOUT": "1", "TORCH_FR_DUMP_TEMP_FILE": prefix,
-                   "TORCH_NCCL_DEBUG_INFO_TEMP_FILE": prefix}
+    assert env == {"TORCH_FR_BUFFER_SIZE": "2000", "TORCH_NCCL_DUMP_ON_TIMEOUT": "1",
+                   "TORCH_FR_DUMP_TEMP_FILE": prefix}
     assert diagnostics.nccl_env(ParallelConfig(nccl_trace_buffer_size=0), 0) == {}
     assert "TORCH_FR_DUMP_TEMP_FILE" not in diagnostics.nccl_env(ParallelConfig(), 0)  # no dir: torch's default
 
@@ -41,12 +40,11 @@ def test_torch_reads_these_variable_names():
     """The names must exist in the installed torch (a renamed variable would silently do nothing)."""
     import torch
 
-    lib = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
-    if not lib.exists():
-        pytest.skip("libtorch_cpu.so not found")
-    data = lib.read_bytes()
-    for name in ("TORCH_FR_BUFFER_SIZE", "TORCH_NCCL_TRACE_BUFFER_SIZE", "TORCH_FR_DUMP_TEMP_FILE",
-                 "TORCH_NCCL_DEBUG_INFO_TEMP_FILE"):
+    libs = [Path(torch.__file__).parent / "lib" / name for name in ("libtorch_cpu.so", "libtorch_cuda.so")]
+    if not all(lib.exists() for lib in libs):
+        pytest.skip("libtorch_cpu.so / libtorch_cuda.so not found")
+    data = b"".join(lib.read_bytes() for lib in libs)
+    for name in diagnostics.nccl_env(ParallelConfig(debug_dir="/x"), 0):
         assert name.encode() in data, name
 
 
