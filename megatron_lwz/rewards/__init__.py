@@ -14,6 +14,12 @@ Modules:
   records_io      JSONL/parquet readers that count bad lines; read_prompt_records for GRPO
   minhash         MinHash + LSH banding
   bench           synthetic answers and the Format RM timing bench
+  gate            constraint gates on the Eq. 5 advantage (beyond the paper; RLMR)
+  pairwise        pairwise win-rate reward: group peers or a reference, both orders (beyond the paper)
+  rubric          query-only rubric reward, rubrics cached on disk (beyond the paper; IP-GRM)
+  judge           judge protocol + statistics, LLM and Writing-RM pairwise judges
+  channels        builds the pairwise / rubric channels of a RewardConfig
+  scripted_judge  deterministic loopback /v1/chat/completions judge (tests, CPU ablations)
 
 The Writing RM (Bradley–Terry model) lives outside this package and is injected into
 ``RewardScorer(score_writing=...)``.
