@@ -7,6 +7,11 @@ is never redone; a run without it is started again and the job resumes from its 
 then seed 2, …), so a study stopped early still holds complete pairs. With ``lock`` each subprocess
 holds an exclusive ``flock`` on that file while it runs (the same lock as ``flock(1)``), one run per
 acquisition, so other heavy jobs on the machine can interleave.
+
+Identical runs are shared: a run whose fingerprint (argv without the run-dir override, and the study
+environment) equals that of a finished run anywhere under ``<out>`` is copied from it (checkpoints
+left out) instead of being trained again — the baseline arms of several studies are often the same
+recipe with the same seeds (e.g. the think template, Eq. 5 and the CPT start are all the defaults).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +42,8 @@ class RunPlan:
     run_dir: Path
     overrides: list[str]
     argv: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+    """What makes two runs identical: argv without the run-dir override, plus the study environment."""
 
     def done(self) -> bool:
         """True when a previous invocation finished this run with exactly these overrides."""
@@ -78,9 +86,25 @@ def plan_runs(spec: StudySpec, seeds: list[int], out: Path, base: str | None = N
             overrides = [*spec.base_overrides, *extra, *variant.overrides,
                          *(o.format(seed=seed) for o in spec.seed_overrides),
                          spec.run_dir_override.format(run_dir=run_dir)]
-            plans.append(RunPlan(variant=key, seed=seed, run_dir=run_dir, overrides=overrides,
-                                 argv=_argv(spec, spec.job, base or spec.base, overrides)))
+            argv = _argv(spec, spec.job, base or spec.base, overrides)
+            env = {k: v.format(out=out, shared=spec.shared_dir.format(out=out)) for k, v in sorted(spec.env.items())}
+            plans.append(RunPlan(variant=key, seed=seed, run_dir=run_dir, overrides=overrides, argv=argv,
+                                 fingerprint=json.dumps([argv[:-1], env])))
     return plans
+
+
+def _finished_twin(plan: RunPlan, out: Path) -> Path | None:
+    """A finished run under ``out`` (another study's, typically) with the same fingerprint as ``plan``."""
+    for marker in sorted(out.glob(f"*/*/seed*/{MARKER}")):
+        if marker.parent == plan.run_dir:
+            continue
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if plan.fingerprint and record.get("fingerprint") == plan.fingerprint:
+            return marker.parent
+    return None
 
 
 def _flat(tree: dict, prefix: str = "") -> list[str]:
@@ -165,12 +189,21 @@ def run_plans(spec: StudySpec, plans: list[RunPlan], out: Path, lock: str | None
     todo = [p for p in plans if not p.done()]
     print(f"ablate: study {spec.name}: {len(plans)} runs, {len(plans) - len(todo)} already done", flush=True)
     for plan in tqdm(todo, desc=f"ablate {spec.name}", disable=not progress):
+        marker = {"variant": plan.variant, "seed": plan.seed, "overrides": plan.overrides, "argv": plan.argv,
+                  "fingerprint": plan.fingerprint}
+        twin = _finished_twin(plan, out)
+        if twin is not None:
+            shutil.rmtree(plan.run_dir, ignore_errors=True)
+            shutil.copytree(twin, plan.run_dir, ignore=shutil.ignore_patterns("checkpoints", MARKER))
+            marker["copied_from"] = str(twin)
+            (plan.run_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+            print(f"ablate: {plan.variant}/seed{plan.seed} is identical to {twin}: copied", flush=True)
+            continue
         log = plan.run_dir / "ablation.log"
         code, wall = _run_logged(plan.argv, env, log, lock)
         if code != 0:
             return _fail(f"run {plan.variant}/seed{plan.seed}", code, log)
-        marker = {"variant": plan.variant, "seed": plan.seed, "overrides": plan.overrides, "argv": plan.argv,
-                  "wall_s": round(wall, 1)}
+        marker["wall_s"] = round(wall, 1)
         (plan.run_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
         print(f"ablate: {plan.variant}/seed{plan.seed} done in {wall:.0f} s", flush=True)
     return 0

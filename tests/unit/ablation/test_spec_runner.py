@@ -111,3 +111,17 @@ def test_a_failing_run_stops_the_study_and_is_not_marked_done(tmp_path, capsys):
     assert len((tmp_path / "calls.txt").read_text().splitlines()) == 1 and not plans[0].done()
     assert "run a/seed1234 failed with exit code 3" in capsys.readouterr().err
     assert sys.executable  # the fake job ran under this interpreter ({python})
+
+
+def test_identical_runs_of_another_study_are_copied_not_rerun(tmp_path):
+    spec = _fake_study(tmp_path)
+    run_plans(spec, plan_runs(spec, [7], tmp_path / "out"), tmp_path / "out", lock=None, progress=False)
+    other = load_study(str(tmp_path / "fake.yaml"))
+    other.name = "other"
+    other.variants["b"].overrides = ["v=c"]  # 'a' is the same run as in the first study, 'b' is new
+    plans = plan_runs(other, [7], tmp_path / "out")
+    assert run_plans(other, plans, tmp_path / "out", lock=None, progress=False) == 0
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert len(calls) == 3 and calls[-1].startswith("v=c seed=7")
+    marker = json.loads((plans[0].run_dir / "ablation_run.json").read_text())
+    assert marker["copied_from"].endswith("fake/a/seed7") and plans[0].done()
