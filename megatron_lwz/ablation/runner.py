@@ -87,10 +87,31 @@ def plan_runs(spec: StudySpec, seeds: list[int], out: Path, base: str | None = N
                          *(o.format(seed=seed) for o in spec.seed_overrides),
                          spec.run_dir_override.format(run_dir=run_dir)]
             argv = _argv(spec, spec.job, base or spec.base, overrides)
-            env = {k: v.format(out=out, shared=spec.shared_dir.format(out=out)) for k, v in sorted(spec.env.items())}
             plans.append(RunPlan(variant=key, seed=seed, run_dir=run_dir, overrides=overrides, argv=argv,
-                                 fingerprint=json.dumps([argv[:-1], env])))
+                                 fingerprint=_fingerprint(spec, out, base or spec.base, overrides[:-1])))
     return plans
+
+
+def _fingerprint(spec: StudySpec, out: Path, base: str, overrides: list[str]) -> str:
+    """The launch command, the study env and the job's resolved config (the overrides when it cannot be
+    resolved, e.g. a job without a config class here); the run-dir override is not part of it."""
+    from megatron_lwz.cli.jobs import JOBS, _load
+    from megatron_lwz.config.base import load_config, to_dict
+
+    env = {k: v.format(out=out, shared=spec.shared_dir.format(out=out)) for k, v in spec.env.items()}
+    resolved: object = overrides
+    if spec.job in JOBS:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            resolved = to_dict(load_config(_load(JOBS[spec.job][0]), _resolve_path(base), overrides))
+            resolved.get("logging", {}).pop("run_dir", None)
+        except (ConfigError, OSError):
+            pass
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return json.dumps([_argv(spec, spec.job, base, []), env, resolved], sort_keys=True)
 
 
 def _finished_twin(plan: RunPlan, out: Path) -> Path | None:

@@ -125,3 +125,13 @@ def test_identical_runs_of_another_study_are_copied_not_rerun(tmp_path):
     assert len(calls) == 3 and calls[-1].startswith("v=c seed=7")
     marker = json.loads((plans[0].run_dir / "ablation_run.json").read_text())
     assert marker["copied_from"].endswith("fake/a/seed7") and plans[0].done()
+
+
+def test_shipped_baselines_share_one_fingerprint(tmp_path):
+    """The think, Eq. 5 and CPT-start baselines are the same run (all defaults): one training, two copies."""
+    prints = {name: [p for p in plan_runs(load_study(name), [1], tmp_path)] for name in ("advantage", "think", "cpt")}
+    base = {name: next(p for p in plans if p.variant == load_study(name).baseline).fingerprint
+            for name, plans in prints.items()}
+    assert base["advantage"] == base["think"] == base["cpt"] != ""
+    others = {p.fingerprint for plans in prints.values() for p in plans} - {base["advantage"]}
+    assert len(others) == 3  # reward_mean, direct, no pretraining: each its own run
