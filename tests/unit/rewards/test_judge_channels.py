@@ -183,3 +183,22 @@ def test_lone_sample_gets_neutral_half(judge):
     metrics = _scorer(endpoint).score([group])
     assert group.samples[0].rewards["pairwise"] == 0.5 and metrics["reward/pairwise/failures"] == 0
     assert scripted.counts["pairwise"] == 0
+
+
+def test_scripted_judge_wrapper_serves_a_command(tmp_path):
+    """`python -m megatron_lwz.rewards.scripted_judge -- CMD` (the rubric study's command) exports the URL."""
+    import subprocess
+    import sys
+
+    from megatron_lwz.rewards.scripted_judge import main
+
+    probe = ("import json, os, urllib.request; url = os.environ['LWZ_JUDGE_URL'] + '/chat/completions'; "
+             "body = json.dumps({'messages': [{'role': 'user', 'content': '[Response A]\\na b\\n\\n[Response B]\\na'}]}); "
+             "req = urllib.request.Request(url, body.encode(), {'Content-Type': 'application/json'}); "
+             "print(json.loads(urllib.request.urlopen(req).read())['choices'][0]['message']['content'])")
+    out = tmp_path / "out.txt"
+    with open(out, "w") as fh:
+        assert subprocess.call([sys.executable, "-m", "megatron_lwz.rewards.scripted_judge", "--", sys.executable,
+                                "-c", probe], stdout=fh) == 0
+    assert out.read_text().strip().endswith("[[A]]")
+    assert main(["--", sys.executable, "-c", "raise SystemExit(3)"]) == 3
