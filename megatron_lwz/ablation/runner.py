@@ -210,21 +210,30 @@ def run_plans(spec: StudySpec, plans: list[RunPlan], out: Path, lock: str | None
     todo = [p for p in plans if not p.done()]
     print(f"ablate: study {spec.name}: {len(plans)} runs, {len(plans) - len(todo)} already done", flush=True)
     for plan in tqdm(todo, desc=f"ablate {spec.name}", disable=not progress):
-        marker = {"variant": plan.variant, "seed": plan.seed, "overrides": plan.overrides, "argv": plan.argv,
-                  "fingerprint": plan.fingerprint}
-        twin = _finished_twin(plan, out)
-        if twin is not None:
-            shutil.rmtree(plan.run_dir, ignore_errors=True)
-            shutil.copytree(twin, plan.run_dir, ignore=shutil.ignore_patterns("checkpoints", MARKER))
-            marker["copied_from"] = str(twin)
-            (plan.run_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
-            print(f"ablate: {plan.variant}/seed{plan.seed} is identical to {twin}: copied", flush=True)
-            continue
-        log = plan.run_dir / "ablation.log"
-        code, wall = _run_logged(plan.argv, env, log, lock)
+        # twin check, run and marker under the lock, so two studies never train one run twice; a twin that
+        # is already finished is copied without waiting for the lock
+        with _locked(None if _finished_twin(plan, out) else lock):
+            code = _run_one(plan, out, env)
         if code != 0:
-            return _fail(f"run {plan.variant}/seed{plan.seed}", code, log)
+            return _fail(f"run {plan.variant}/seed{plan.seed}", code, plan.run_dir / "ablation.log")
+    return 0
+
+
+def _run_one(plan: RunPlan, out: Path, env: dict[str, str]) -> int:
+    """Copy a finished identical run, or train this one; the done-marker only after success."""
+    marker = {"variant": plan.variant, "seed": plan.seed, "overrides": plan.overrides, "argv": plan.argv,
+              "fingerprint": plan.fingerprint}
+    twin = _finished_twin(plan, out)
+    if twin is not None:
+        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        shutil.copytree(twin, plan.run_dir, ignore=shutil.ignore_patterns("checkpoints", MARKER))
+        marker["copied_from"] = str(twin)
+        print(f"ablate: {plan.variant}/seed{plan.seed} is identical to {twin}: copied", flush=True)
+    else:
+        code, wall = _run_logged(plan.argv, env, plan.run_dir / "ablation.log", None)
+        if code != 0:
+            return code
         marker["wall_s"] = round(wall, 1)
-        (plan.run_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
         print(f"ablate: {plan.variant}/seed{plan.seed} done in {wall:.0f} s", flush=True)
+    (plan.run_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
     return 0
