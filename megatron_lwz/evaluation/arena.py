@@ -127,8 +127,7 @@ def _load_rm(checkpoint: str) -> ScoreFn:
 
 def run_arena(cfg: ArenaConfig, client: OpenAIClient | None = None, score_fn: ScoreFn | None = None) -> dict[str, Any]:
     """Judge every comparison, fit Elo, write the results directory; returns the summary."""
-    out = Path(cfg.out_dir)
-    out = prepare_run_dir(out, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
+    out = prepare_run_dir(cfg.out_dir, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
     names, bad = system_names(cfg), BadRecords()
     gens = {n: read_generations(p, bad) for n, p in zip(names, cfg.generations)}
     comps = comparisons(gens, names, cfg.max_prompts)

@@ -79,8 +79,7 @@ def run_length(cfg: LengthEvalConfig) -> dict[str, Any]:
     """Score every generation against its required length; write the results; return the summary."""
     if not Path(cfg.benchmark).is_file():
         raise FileNotFoundError(f"benchmark file not found: {cfg.benchmark}")
-    out = Path(cfg.out_dir)
-    out = prepare_run_dir(out, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
+    out = prepare_run_dir(cfg.out_dir, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
     bad = BadRecords()
     required = _required(cfg, bad)
     rows, runs = [], []

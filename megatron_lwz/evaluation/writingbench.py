@@ -22,7 +22,6 @@ import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from megatron_lwz.evaluation.data import (
@@ -156,8 +155,7 @@ def _combine_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def run_writingbench(cfg: WritingBenchConfig, client: OpenAIClient | None = None) -> dict[str, Any]:
     """Judge, aggregate, write the results directory; returns the summary (see module doc)."""
     protocol = WRITINGBENCH[cfg.protocol]
-    out = Path(cfg.out_dir)
-    out = prepare_run_dir(out, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
+    out = prepare_run_dir(cfg.out_dir, cfg, is_rank0=True)  # config.yaml (resolved) + versions.json
     bad = BadRecords()
     queries = read_writingbench(cfg.benchmark, bad)[: cfg.max_queries]
     jobs, conversations, missing, words = _jobs(cfg, queries, bad, protocol)
@@ -182,7 +180,7 @@ def run_writingbench(cfg: WritingBenchConfig, client: OpenAIClient | None = None
 
 def _provenance(cfg, protocol, client, sampling, words, missing, num_queries, bad) -> dict[str, Any]:
     return {"protocol": protocol.name, "protocol_detail": protocol.describe(),
-            "partial": num_queries < protocol.num_queries, "queries": num_queries, "missing_generations": missing,
+            "partial": num_queries < protocol.num_queries or any(missing), "queries": num_queries, "missing_generations": missing,
             "judge": {"url": cfg.judge.url, "model": client.cfg.model, "temperature": sampling.temperature,
                       "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, "reask": cfg.judge.reask},
             "generation": [{"file": path, "answer_words_mean": _mean(words[i]), "meta": read_generation_meta(path)}
