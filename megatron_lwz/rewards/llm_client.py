@@ -272,9 +272,11 @@ class OpenAIClient:
             tag = {"sample": sampling.sample} if sampling is not None and sampling.sample else {}
             key = cache_key({"model": self.cfg.model, "api": self.cfg.api, **payload, "sampling": params, **tag})
             hit = self.cache.get(key)
-            if hit is not None:
+            if hit is not None and isinstance(hit.get("text"), str):
                 self.usage.add(cache_hits=1)
-                return ChatResult(**{**hit, "cached": True})
+                return ChatResult(text=hit["text"], prompt_tokens=hit.get("prompt_tokens"),
+                                  completion_tokens=hit.get("completion_tokens"),
+                                  finish_reason=hit.get("finish_reason"), cached=True)
         try:
             result = self._with_retries(payload, params)
         except LLMError:
