@@ -15,6 +15,8 @@ BENCHES = {
     "rewards": "Format/repetition RM time at 1K/4K/14K words vs a count_words pass",
     "export": "Megatron->HF weight export (TP=1, TP=2) vs a memcpy of the same bytes",
     "train": "engine tokens/s and step time for TP1 / TP2 / PP2 vs TP1, plus FLOPs/token of Qwen2.5-32B",
+    "sync": "trainer -> rollout-engine weight sync (rl.step.sync_weights) seconds and GB/s vs a memcpy",
+    "e2e": "GRPO step by phase (rollout, reward, old log-probs, train, sync) from real lwz grpo steps",
     "rollout": "round-robin vs length-aware dispatch on 2 HF engines (measured) + projected 8x8 rollout minutes",
 }
 
@@ -174,3 +176,61 @@ _ARGS = {"preprocess": _preprocess_args, "rewards": _rewards_args, "export": add
          "train": add_train_arguments, "rollout": add_rollout_arguments}
 _RUNS = {"preprocess": _run_preprocess, "rewards": _run_rewards, "export": run_export_cli, "train": run_train_cli,
          "rollout": run_rollout_cli}
+
+
+def add_e2e_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``lwz bench e2e`` (defaults: E2EBenchConfig)."""
+    from megatron_lwz.bench.e2e import E2EBenchConfig
+
+    d = E2EBenchConfig()
+    p.add_argument("--config", help="GRPO recipe (default: a self-contained CPU demo setup)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides for --config, e.g. rl.prompts_per_step=4")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--skip-first", type=int, default=d.skip_first, help="warm-up steps left out of the medians")
+    p.add_argument("--run-dir", help="analyse this finished run's metrics.jsonl instead of running")
+    p.add_argument("--gpus", type=int, default=d.gpus, help="GPUs/processes of the analysed run")
+    p.add_argument("--results", help="results file (default runs/bench/e2e-<UTC time>.json)")
+
+
+def run_e2e_cli(args: argparse.Namespace) -> int:
+    """Run the e2e benchmark; table + JSON line; results file with the environment."""
+    from megatron_lwz.bench.e2e import E2EBenchConfig, run_e2e_bench
+    from megatron_lwz.bench.report import emit
+    from megatron_lwz.bench.results import environment, write_results
+
+    result = run_e2e_bench(E2EBenchConfig(config=args.config, overrides=args.overrides, steps=args.steps,
+                                          skip_first=args.skip_first, run_dir=args.run_dir, gpus=args.gpus))
+    result.notes.append(f"results: {write_results(result, environment({'gpus': args.gpus}), args.results)}")
+    emit(result)
+    return 0
+
+
+def add_sync_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``lwz bench sync`` (defaults: SyncBenchConfig)."""
+    from megatron_lwz.bench.sync import SyncBenchConfig
+
+    d = SyncBenchConfig()
+    p.add_argument("--tp", type=int, nargs="+", default=d.tp, help="TP sizes, one launch each")
+    for flag, value in (("--hidden", d.hidden), ("--layers", d.layers), ("--ffn", d.ffn), ("--heads", d.heads),
+                        ("--kv-heads", d.kv_heads), ("--vocab", d.vocab), ("--repeats", d.repeats),
+                        ("--threads", d.threads)):
+        p.add_argument(flag, type=int, default=value)
+    p.add_argument("--results", help="results file (default runs/bench/sync-<UTC time>.json)")
+
+
+def run_sync_cli(args: argparse.Namespace) -> int:
+    """Run the sync benchmark; table + JSON line; results file with the environment."""
+    from megatron_lwz.bench.report import emit
+    from megatron_lwz.bench.results import environment, write_results
+    from megatron_lwz.bench.sync import SyncBenchConfig, run_sync_bench
+
+    cfg = SyncBenchConfig(tp=args.tp, hidden=args.hidden, layers=args.layers, ffn=args.ffn, heads=args.heads,
+                          kv_heads=args.kv_heads, vocab=args.vocab, repeats=args.repeats, threads=args.threads)
+    result = run_sync_bench(cfg)
+    result.notes.append(f"results: {write_results(result, environment({'tp': cfg.tp}), args.results)}")
+    emit(result)
+    return 0
+
+
+_ARGS.update(sync=add_sync_arguments, e2e=add_e2e_arguments)
+_RUNS.update(sync=run_sync_cli, e2e=run_e2e_cli)
