@@ -103,8 +103,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     from megatron_lwz.bench.train import TrainBenchConfig
 
     d = TrainBenchConfig()
-    p.add_argument("--layouts", nargs="+", default=d.layouts, metavar="LAYOUT",
-                   help="layouts beside the tp1 baseline, e.g. tp2 pp2 (2 processes each; default: tp2 pp2)")
+    p.add_argument("--layouts", nargs="*", default=d.layouts, metavar="LAYOUT",
+                   help="layouts beside the tp1 baseline, e.g. tp2 pp2 (2 processes each; default: tp2 pp2; "
+                        "none: tp1 only, e.g. on one GPU)")
     p.add_argument("--hidden", type=int, default=d.hidden)
     p.add_argument("--layers", type=int, default=d.layers)
     p.add_argument("--ffn", type=int, default=d.ffn)
