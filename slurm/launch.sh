@@ -33,8 +33,11 @@
 # GRPO still needs to reach its next step boundary. The trainers save at that boundary and exit with
 # checkpoint.exit_code_on_signal = LWZ_REQUEUE_EXIT_CODE (default 124, appended as an override); on
 # that code this script runs `scontrol requeue`, and the requeued job resumes from the `latest`
-# checkpoint of checkpoint.save_dir. torchrun reports a worker's 124 as 1, so under torchrun any
-# failure after a stop request counts as a preemption. At most LWZ_MAX_REQUEUES requeues per job.
+# checkpoint of checkpoint.save_dir. The trainers also stop by themselves when the next step plus a
+# save would not fit before the job's end time (checkpoint.stop_before_time_limit; squeue %e) and then
+# write LWZ_STOPPED_FILE. Any non-zero exit after a stop request or a stop-save counts as a preemption
+# (torchrun reports a worker's 124 as 1; srun reports 137 when a rank's teardown outlives KillWait).
+# At most LWZ_MAX_REQUEUES requeues per job.
 set -euo pipefail
 
 LWZ_SLURM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -139,7 +142,11 @@ requeue_or_exit() {
   local rc=$1 restarts=${SLURM_RESTART_COUNT:-0}
   local preempted=0
   if (( rc == LWZ_REQUEUE_EXIT_CODE )); then preempted=1; fi
-  if [[ $LWZ_LAUNCHER == torchrun ]] && (( stop_requested && rc != 0 )); then preempted=1; fi
+  # A stop was requested (USR1 here, or the trainers stopped themselves before the time limit and
+  # published a checkpoint: LWZ_STOPPED_FILE) and the step failed: srun reports 137 when one rank's
+  # teardown outlives KillWait, torchrun reports 1. That is still a preemption.
+  if (( rc != 0 )) && [[ -e $LWZ_STOPPED_FILE ]]; then stop_requested=1; fi
+  if (( stop_requested && rc != 0 )); then preempted=1; fi
   if (( ! preempted )); then
     log "job step finished with exit code $rc"
     exit "$rc"
@@ -210,7 +217,8 @@ launch() {
   export LWZ_DEBUG_DIR=${LWZ_DEBUG_DIR:-$RUNS_DIR/debug/$SLURM_JOB_ID}
   rm -f "$LWZ_STACKS_FILE"
   rendezvous
-  rm -f "$LWZ_STOP_FILE"
+  export LWZ_STOPPED_FILE="$LWZ_STATE_DIR/stopped.$SLURM_JOB_ID.${SLURM_RESTART_COUNT:-0}"  # rank 0: "saved at N"
+  rm -f "$LWZ_STOP_FILE" "$LWZ_STOPPED_FILE"
   build_command "$nodes" -m megatron_lwz.cli.main "$job" --config "$config" "$@" \
     "checkpoint.exit_code_on_signal=$LWZ_REQUEUE_EXIT_CODE" "parallel.debug_dir=$LWZ_DEBUG_DIR"
   log "job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0}: $nodes nodes × $LWZ_GPUS_PER_NODE GPUs, $LWZ_LAUNCHER"

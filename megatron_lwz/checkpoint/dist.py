@@ -1,9 +1,11 @@
-"""Thin layer over megatron-core ``dist_checkpointing`` (torch_dist format, synchronous saves).
+"""Thin layer over megatron-core ``dist_checkpointing`` (torch_dist format, sync or async saves,
+megatron's fully-parallel save / load wrappers).
 
 The model part of every checkpoint is exactly ``GPTModel.sharded_state_dict()`` under the key
 ``model`` (``model0``, ``model1``, … with virtual pipeline stages), as Megatron-LM writes it, so
 Megatron-LM / NeMo tooling and plain ``dist_checkpointing.load`` read it. The distributed
-optimizer uses the ``fully_reshardable`` format, so checkpoints load at any TP / PP / DP.
+optimizer uses the ``fully_reshardable`` layout (written without gathering, see ``distopt_io``),
+so checkpoints load at any TP / PP / DP.
 
 :class:`McoreCheckpointReader` reads one decoder layer (or one tensor) at a time from a
 checkpoint through a *partial* sharded state dict — the conversion tools never hold more than one
@@ -20,7 +22,7 @@ import torch
 
 from megatron_lwz.checkpoint.layout import CheckpointError
 from megatron_lwz.checkpoint.mapping import LAYER_KEY_PREFIX, name_from_checkpoint_key
-from megatron_lwz.checkpoint.mcore_fixes import use_in_process_write_queue
+from megatron_lwz.checkpoint.mcore_fixes import use_process_safe_write_queue
 
 SHARDING_METADATA = {
     "distrib_optim_sharding_type": "fully_reshardable",
@@ -45,25 +47,46 @@ def model_sharded_state_dict(chunks: list) -> dict[str, Any]:
             for key, chunk in zip(model_keys(len(chunks)), chunks)}
 
 
-def save_sharded(sharded_state_dict: dict, directory: Path) -> None:
-    """Collective synchronous torch_dist save (every rank of the default group calls it)."""
+def save_sharded(sharded_state_dict: dict, directory: Path, *, parallel_group: Any = None, async_save: bool = False):
+    """Collective torch_dist save (every rank of the default group calls it).
+
+    ``parallel_group`` (the DP group): megatron's ``FullyParallelSaveStrategyWrapper`` spreads the
+    writing of tensors replicated over that group (the model weights over DP) across its ranks
+    instead of leaving it all to DP rank 0. ``async_save``: returns megatron's ``AsyncRequest``
+    (the caller schedules it on an ``AsyncCallsQueue``, see ``checkpoint.async_save``); the files
+    are complete only once it is finalized. Otherwise returns None when the files are written.
+    """
     from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
     from megatron.core.dist_checkpointing.strategies.torch import TorchDistSaveShardedStrategy
 
-    use_in_process_write_queue()
-    strategy = TorchDistSaveShardedStrategy(backend="torch_dist", version=1, thread_count=1)
-    dist_checkpointing.save(sharded_state_dict, str(directory), sharded_strategy=strategy,
-                            validate_access_integrity=True, async_sharded_save=False)
+    use_process_safe_write_queue(async_save)
+    strategy = TorchDistSaveShardedStrategy(backend="torch_dist", version=1, thread_count=2)
+    if parallel_group is not None:
+        strategy = FullyParallelSaveStrategyWrapper(strategy, parallel_group)
+    # async_strategy "mcore": megatron's own forking writer (the default, "nvrx", needs nvidia-resiliency-ext)
+    return dist_checkpointing.save(sharded_state_dict, str(directory), sharded_strategy=strategy,
+                                   validate_access_integrity=True, async_sharded_save=async_save,
+                                   async_strategy="mcore")
 
 
-def load_sharded(sharded_state_dict: dict, directory: Path, validate: bool = True) -> dict:
-    """Load ``sharded_state_dict``'s tensors from ``directory``; mcore errors get the path added."""
+def load_sharded(sharded_state_dict: dict, directory: Path, validate: bool = True, parallel_group: Any = None) -> dict:
+    """Load ``sharded_state_dict``'s tensors from ``directory``; mcore errors get the path added.
+
+    ``parallel_group``: megatron's ``FullyParallelLoadStrategyWrapper`` reads each tensor that is
+    replicated over the group once and broadcasts it, instead of every rank reading it."""
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.core import CheckpointingException
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelLoadStrategyWrapper
+    from megatron.core.dist_checkpointing.strategies.torch import TorchDistLoadShardedStrategy
     from torch.distributed.checkpoint.api import CheckpointException
 
+    strategy = None
+    if parallel_group is not None:
+        strategy = FullyParallelLoadStrategyWrapper(TorchDistLoadShardedStrategy(), parallel_group)
     try:
-        return dist_checkpointing.load(sharded_state_dict, str(directory), validate_access_integrity=validate)
+        return dist_checkpointing.load(sharded_state_dict, str(directory), sharded_strategy=strategy,
+                                       validate_access_integrity=validate)
     except (CheckpointingException, CheckpointException, KeyError) as err:
         text = str(err)
         text = text if len(text) < 1500 else text[:1500] + " …"  # DCP lists every stored key

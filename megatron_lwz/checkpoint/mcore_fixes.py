@@ -19,19 +19,18 @@ lines 20-35): every CPU box, and GPU boxes without TE/Apex. With TE/Apex the fix
   post-load step the count reads ``step + n_params`` and bias correction silently diverges.
   Fix: :func:`distopt_load_fixes` un-shares the tensors after the load.
 
-:func:`use_in_process_write_queue` is not a bug fix but a robustness choice for *synchronous*
-saves: megatron's writer reports results through a queue that it creates with a spawn-context
-``multiprocessing.Manager`` (``strategies/filesystem_async.py:53-66``). That starts one server
-process per rank, re-imports ``__main__`` (a missing ``if __name__ == "__main__"`` guard then
-hangs the save), costs seconds, and, being a child of the rank, is killed by the same SIGTERM
-that asks us to save on preemption. A sync save writes and reads the queue in the calling thread,
-so a plain ``queue.Queue`` is equivalent.
+:func:`use_process_safe_write_queue` is not a bug fix but a robustness choice: megatron's writer
+reports results through a queue that it creates with a spawn-context ``multiprocessing.Manager``
+(``strategies/filesystem_async.py:53-66``). That starts one server process per rank, re-imports
+``__main__`` (a missing ``if __name__ == "__main__"`` guard then hangs the save), costs seconds,
+and, being a child of the rank, is killed by the same SIGTERM that asks us to save on preemption.
+An in-process ``queue.Queue`` serves sync saves, a fork-context ``multiprocessing.Queue`` megatron's
+forking async writer (the child inherits the pipe); neither starts a server process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 from typing import Any, Iterator
 
 import torch
@@ -117,14 +116,21 @@ def distopt_load_fixes(optimizer: Any) -> Iterator[None]:
         unshare_step_tensors(optimizer)
 
 
-def use_in_process_write_queue() -> None:
-    """Make megatron's *sync* torch_dist save report results through an in-process queue.
+def use_process_safe_write_queue(async_save: bool) -> None:
+    """Give megatron's torch_dist writer a results queue without a Manager server process.
 
-    Idempotent. Do not combine with megatron's process-based async save in the same process.
+    Sync save: a ``queue.Queue`` (put and get in the calling thread; a ``multiprocessing.Queue``
+    would race: its put is flushed by a feeder thread while megatron's ``get_nowait`` already
+    looks). Async save (megatron's ``TemporalAsyncCaller`` forks the writer): a fork-context
+    ``multiprocessing.Queue``, whose pipe the child inherits; the child flushes it before exiting,
+    and the parent reads it only after the child has exited. Each save's writer keeps a reference to
+    the queue it was planned with, so replacing the module's queue between saves is safe.
     """
+    import multiprocessing
+    import queue
+
     from megatron.core.dist_checkpointing.strategies import filesystem_async, torch as torch_strategy
 
-    if filesystem_async._results_queue is None:
-        filesystem_async._results_queue = queue.Queue()
+    filesystem_async._results_queue = multiprocessing.get_context("fork").Queue() if async_save else queue.Queue()
     # Sync saves run through mcore's async code path, which warns that *async* saving is deprecated.
     torch_strategy._logged_mcore_async_deprecation = True

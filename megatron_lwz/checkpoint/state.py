@@ -5,17 +5,22 @@ A checkpoint is one megatron ``dist_checkpointing`` (torch_dist) save holding
 * ``model`` (``model0``.. with virtual stages): ``GPTModel.sharded_state_dict()`` — the keys
   Megatron-LM and NeMo use;
 * ``optimizer``: the DistributedOptimizer in ``fully_reshardable`` form (fp32 main params, Adam
-  moments, param groups with the step count) — reshardable to any layout;
+  moments, param groups with the step count) — reshardable to any layout; written and read by
+  every rank for its own slice only (``distopt_io``), or by megatron's gathering code
+  (``SaveIO.distopt_io='gather'``);
 * ``opt_param_scheduler`` (``trainer.scheduler.state_dict()``), ``iteration``,
   ``checkpoint_version`` (Megatron-LM's names);
 
-plus, next to it, ``lwz_meta.json`` (step, consumed samples / tokens, the job's data-iterator
+Saves can be asynchronous (``SaveIO.saver``, see ``async_save``): the directory is renamed into
+place and the marker moved only when every rank's writer has finished. Plus, next to it, ``lwz_meta.json`` (step, consumed samples / tokens, the job's data-iterator
 state, arch, layout), ``config.yaml`` and per-rank RNG files (see ``layout`` for the tree and the
 atomic publish protocol, ``rng`` for when RNG states are restored).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -32,6 +37,7 @@ from megatron_lwz.checkpoint.dist import (
     save_sharded,
 )
 from megatron_lwz.checkpoint.extra_state import drop_absent_extra_state, load_model_chunk
+from megatron_lwz.checkpoint.distopt_io import sharded_io
 from megatron_lwz.checkpoint.layout import CheckpointError, CheckpointMeta
 from megatron_lwz.checkpoint.mcore_fixes import allocate_optimizer_state, distopt_load_fixes, distributed_optimizers
 from megatron_lwz.models.presets import ModelArch
@@ -103,6 +109,31 @@ def _full_sharded_state_dict(trainer, *, is_loading: bool, with_optimizer: bool)
     return sd
 
 
+@dataclass(frozen=True)
+class SaveIO:
+    """How a checkpoint is written / read (the files are the same either way)."""
+
+    distopt_io: str = "sharded"
+    """'sharded': each rank writes / reads only its DistOpt slice (``distopt_io``); 'gather':
+    megatron's fully_reshardable code (each TP×PP shard gathered on every rank)."""
+    fully_parallel: bool = True
+    """megatron's fully-parallel save / load wrappers over the DP (× CP) group."""
+    saver: Any = None
+    """An ``AsyncSaver``: the save is scheduled asynchronously (published when finalized)."""
+
+    @classmethod
+    def from_config(cls, ckpt, saver=None) -> "SaveIO":
+        return cls(distopt_io=ckpt.distopt_io, fully_parallel=ckpt.fully_parallel, saver=saver)
+
+    def group(self, trainer):
+        return trainer.ctx.dp_cp_group if self.fully_parallel and trainer.ctx.dp * trainer.ctx.cp > 1 else None
+
+    def optimizer_io(self, trainer, loading: bool):
+        if self.distopt_io == "sharded" and trainer.optimizer is not None:
+            return sharded_io(trainer.optimizer, loading=loading)
+        return contextlib.nullcontext([])
+
+
 def _write_sidecar(tmp: Path, trainer, state: TrainState, config_dict: dict, hf_assets) -> None:
     """Rank 0: config.yaml, hf/ assets, then lwz_meta.json (the last file written)."""
     (tmp / "config.yaml").write_text(yaml.safe_dump(config_dict, sort_keys=False), encoding="utf-8")
@@ -128,13 +159,24 @@ def staged_save(root: Path, name: str, marker_value: str, save_fn, finish_fn, ke
     ``finish_fn(tmp)`` (sidecar files, ``lwz_meta.json`` last), renames the directory to
     ``root/<name>``, replaces the marker and prunes to ``keep_last``.
     """
+    tmp, final = _begin_save(root, name)
+    save_fn(tmp)
+    _publish(root, tmp, final, marker_value, finish_fn, keep_last)
+    return final
+
+
+def _begin_save(root: Path, name: str) -> tuple[Path, Path]:
     tmp, final = layout.tmp_dir_for(root, name), root / name
     if _rank() == 0:
         root.mkdir(parents=True, exist_ok=True)
         layout.remove_stale_tmp(root)
         tmp.mkdir()
     _barrier()
-    save_fn(tmp)
+    return tmp, final
+
+
+def _publish(root: Path, tmp: Path, final: Path, marker_value: str, finish_fn, keep_last: int) -> None:
+    """Collective, after every rank's files are written: sidecar, rename, marker, prune (rank 0)."""
     _barrier()
     error = None
     if _rank() == 0:
@@ -148,7 +190,6 @@ def staged_save(root: Path, name: str, marker_value: str, save_fn, finish_fn, ke
     error = _from_rank0(error)
     if error is not None:
         raise CheckpointError(f"saving {final} failed on rank 0: {error}")
-    return final
 
 
 def _from_rank0(value):
@@ -161,13 +202,15 @@ def _from_rank0(value):
 
 
 def save_checkpoint(trainer, state: TrainState, save_dir: str | Path, *, config_dict: dict, keep_last: int,
-                    hf_assets: str | Path | None = None) -> Path:
+                    hf_assets: str | Path | None = None, io: SaveIO = SaveIO()) -> Path:
     """Collective: save model, optimizer, scheduler, RNG and ``state`` as ``save_dir/iter_{step:07d}``.
 
     Written into ``save_dir/.tmp.iter_*``, renamed into place, then the ``latest`` marker is
     replaced and all but the ``keep_last`` newest checkpoints are deleted (``keep_last ≤ 0``
     keeps all). ``hf_assets``: a directory whose HF config / tokenizer files are stored under
-    ``hf/`` (so ``mcore-to-hf`` can restore them). Returns the published directory.
+    ``hf/`` (so ``mcore-to-hf`` can restore them). ``io.saver``: the save is only scheduled; the
+    rename and the marker happen when the saver finalizes it on every rank (a pending save is
+    finalized first). Returns the directory the checkpoint is (or will be) published as.
     """
     try:  # checked on every rank before any collective work (the state is the same everywhere)
         json.dumps({"data_state": state.data_state, "extra": state.extra})
@@ -175,17 +218,29 @@ def save_checkpoint(trainer, state: TrainState, save_dir: str | Path, *, config_
     except (TypeError, yaml.YAMLError) as err:
         raise CheckpointError(f"TrainState.data_state / extra must be JSON-serialisable and config_dict "
                               f"plain YAML data: {err}") from None
-
-    def save_fn(tmp: Path) -> None:
+    state, config_dict = copy.deepcopy(state), copy.deepcopy(config_dict)  # the loop goes on changing them
+    if io.saver is not None:
+        io.saver.finalize()
+    root = Path(save_dir)
+    tmp, final = _begin_save(root, layout.iteration_name(state.step))
+    with io.optimizer_io(trainer, loading=False):
         sd = _full_sharded_state_dict(trainer, is_loading=False, with_optimizer=True)
         sd["opt_param_scheduler"] = trainer.scheduler.state_dict()
         sd["iteration"] = state.step
         sd["checkpoint_version"] = CHECKPOINT_VERSION
-        save_sharded(sd, tmp)
-        rng.save(tmp, _rank())
+        request = save_sharded(sd, tmp, parallel_group=io.group(trainer), async_save=io.saver is not None)
+    rng.save(tmp, _rank())
 
-    return staged_save(Path(save_dir), layout.iteration_name(state.step), str(state.step), save_fn,
-                       lambda tmp: _write_sidecar(tmp, trainer, state, config_dict, hf_assets), keep_last)
+    def publish() -> None:
+        _publish(root, tmp, final, str(state.step), lambda t: _write_sidecar(t, trainer, state, config_dict, hf_assets),
+                 keep_last)
+
+    if io.saver is None:
+        publish()
+    else:
+        request.add_finalize_fn(publish)
+        io.saver.schedule(request)
+    return final
 
 
 def read_checkpoint_meta(path: str | Path) -> CheckpointMeta:
@@ -290,24 +345,25 @@ def _load_model_only(trainer, path: Path) -> None:
         trainer.optimizer.reload_model_params()  # separate fp32 main params (bf16) follow the new weights
 
 
-def _load_full(trainer, path: Path, meta: CheckpointMeta) -> None:
+def _load_full(trainer, path: Path, meta: CheckpointMeta, io: SaveIO) -> None:
     chunks = trainer.unwrapped()
     if meta.optimizer != _optimizer_format(trainer.optimizer):
         raise CheckpointError(f"{path}: optimizer state is {meta.optimizer!r} but the trainer uses "
                               f"{_optimizer_format(trainer.optimizer)!r}; load with weights_only=True "
                               "(fresh optimizer) or match parallel.distributed_optimizer")
-    sd = _full_sharded_state_dict(trainer, is_loading=True, with_optimizer=True)
-    no_extra = drop_absent_extra_state([sd[k] for k in model_keys(len(chunks))], path, log_rank0=_rank() == 0)
-    loaded = load_sharded(sd, path)
-    for key, chunk in zip(model_keys(len(chunks)), chunks):
-        load_model_chunk(chunk, loaded[key], allowed_missing=no_extra, where=path)
-    with distopt_load_fixes(trainer.optimizer):  # P3 + P4
-        trainer.optimizer.load_state_dict(loaded["optimizer"])
+    with io.optimizer_io(trainer, loading=True):
+        sd = _full_sharded_state_dict(trainer, is_loading=True, with_optimizer=True)
+        no_extra = drop_absent_extra_state([sd[k] for k in model_keys(len(chunks))], path, log_rank0=_rank() == 0)
+        loaded = load_sharded(sd, path, parallel_group=io.group(trainer))
+        for key, chunk in zip(model_keys(len(chunks)), chunks):
+            load_model_chunk(chunk, loaded[key], allowed_missing=no_extra, where=path)
+        with distopt_load_fixes(trainer.optimizer):  # P3 + P4
+            trainer.optimizer.load_state_dict(loaded["optimizer"])
     _load_scheduler(trainer, loaded["opt_param_scheduler"], path)
 
 
 def load_checkpoint(trainer, load_dir: str | Path, *, weights_only: bool = False,
-                    expected_arch: ModelArch | None = None) -> TrainState | None:
+                    expected_arch: ModelArch | None = None, io: SaveIO = SaveIO()) -> TrainState | None:
     """Collective: restore ``trainer`` (built fresh, any layout) from ``load_dir``.
 
     ``load_dir`` is a save directory (its ``latest`` marker is followed) or one checkpoint
@@ -333,7 +389,7 @@ def load_checkpoint(trainer, load_dir: str | Path, *, weights_only: bool = False
             log.info("%s holds weights only: fresh optimizer and schedule, step 0", path)
         _load_model_only(trainer, path)
         return TrainState()
-    _load_full(trainer, path, meta)
+    _load_full(trainer, path, meta, io)
     _restore_rng(trainer, path, meta)
     _barrier()
     return TrainState(step=meta.step, consumed_samples=meta.consumed_samples, consumed_tokens=meta.consumed_tokens,

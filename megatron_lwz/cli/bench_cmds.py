@@ -18,6 +18,7 @@ BENCHES = {
     "sync": "trainer -> rollout-engine weight sync (rl.step.sync_weights) seconds and GB/s vs a memcpy",
     "e2e": "GRPO step by phase (rollout, reward, old log-probs, train, sync) from real lwz grpo steps",
     "rollout": "round-robin vs length-aware dispatch on 2 HF engines (measured) + projected 8x8 rollout minutes",
+    "checkpoint": "checkpoint save/load time and peak host RSS per rank: old (gather, sync) vs new (sharded, async)",
 }
 
 
@@ -173,10 +174,32 @@ def run_rollout_cli(args: argparse.Namespace) -> int:
     return 0 if result.summary["measured"]["samples_identical"] else 1
 
 
+def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``lwz bench checkpoint`` (defaults: CheckpointBenchConfig)."""
+    from megatron_lwz.bench.checkpoint import CheckpointBenchConfig
+
+    d = CheckpointBenchConfig()
+    for name in ("ranks", "tp", "pp", "hidden", "layers", "ffn", "heads", "kv_heads", "vocab"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default=d.dtype)
+
+
+def run_checkpoint_cli(args: argparse.Namespace) -> int:
+    """Run the checkpoint benchmark; table + JSON line."""
+    from megatron_lwz.bench.checkpoint import CheckpointBenchConfig, run_checkpoint_bench
+    from megatron_lwz.bench.report import emit
+
+    names = ("ranks", "tp", "pp", "hidden", "layers", "ffn", "heads", "kv_heads", "vocab", "dtype")
+    emit(run_checkpoint_bench(CheckpointBenchConfig(**{n: getattr(args, n) for n in names})))
+    return 0
+
+
 _ARGS = {"preprocess": _preprocess_args, "rewards": _rewards_args, "export": add_export_arguments,
          "train": add_train_arguments, "rollout": add_rollout_arguments}
 _RUNS = {"preprocess": _run_preprocess, "rewards": _run_rewards, "export": run_export_cli, "train": run_train_cli,
          "rollout": run_rollout_cli}
+_ARGS["checkpoint"] = add_checkpoint_arguments
+_RUNS["checkpoint"] = run_checkpoint_cli
 
 
 def add_e2e_arguments(p: argparse.ArgumentParser) -> None:
