@@ -22,6 +22,23 @@ CALIBRATION_FILE = Path(__file__).with_name("memory_calibration.json")
 """The calibration table: ``recipes.<recipe path>.measured_gib.<category>`` in GiB (null = unmeasured)."""
 
 
+REHEARSAL_NAMES = {"params_gib": "weights", "grads_gib": "grads", "optimizer_gib": "optimizer",
+                   "activations_peak_gib": "activations", "logits_gib": "logits", "rm_gib": "rm_weights",
+                   "vllm_gib": "vllm", "overhead_gib": "context"}
+"""``lwz rehearse`` memory-report keys (rehearse/rank.py ``memory_report``) → planner categories, so a
+rank's report can be pasted into ``measured_gib`` as it is (other keys, e.g. peaks, are ignored)."""
+
+
+def measured(entry: dict) -> dict[str, float]:
+    """An entry's measured GiB by planner category (rehearsal key names accepted; nulls dropped)."""
+    out: dict[str, float] = {}
+    for key, value in (entry.get("measured_gib") or {}).items():
+        if value is None or (key.endswith("_gib") and key not in REHEARSAL_NAMES):
+            continue
+        out[REHEARSAL_NAMES.get(key, key)] = float(value)
+    return out
+
+
 def load(path: Path | str = CALIBRATION_FILE) -> dict:
     """The ``recipes`` mapping of a calibration file (ValueError naming the file on bad JSON)."""
     path = Path(path)
@@ -49,11 +66,11 @@ def category_scales(kind: str, recipes: dict | None = None) -> dict[str, float]:
     for name, entry in recipes.items():
         if entry.get("job") != kind:
             continue
-        measured = {k: v for k, v in (entry.get("measured_gib") or {}).items() if v is not None}
-        if not measured:
+        values = measured(entry)
+        if not values:
             continue
         formula = entry_formula(entry)
-        for cat, value in measured.items():
+        for cat, value in values.items():
             if cat not in formula:
                 raise ValueError(f"{CALIBRATION_FILE.name}: {name}: unknown category {cat!r}; use {sorted(formula)}")
             if formula[cat] > 0:

@@ -45,6 +45,14 @@ def test_calibration_scales_measured_categories(tmp_path):
         calibration.load(bad)
 
 
+def test_rehearsal_report_keys_are_accepted():
+    recipes = calibration.load()
+    entry = recipes["examples/rm/qwen2.5-72b_writing_rm.yaml"]
+    formula = calibration.entry_formula(entry)
+    entry["measured_gib"] = {"params_gib": 1.1 * formula["weights"], "peak_gib": 99.0, "export_gib": 3.0}
+    assert calibration.category_scales("rm", recipes) == {"weights": pytest.approx(1.1)}
+
+
 def test_shipped_calibration_file_parses():
     for kind in ("cpt", "rm", "grpo"):
         assert isinstance(calibration.category_scales(kind), dict)
