@@ -10,7 +10,10 @@ vocab 300 — not a multiple of 128; tied and untied), saved as sharded safetens
   config / generation config / tokenizer files carried over;
 * hf-to-mcore at TP=1, PP=1 (``tools/convert_checkpoint.py``) → read by plain megatron-core
   (hand-built GPTModel + ``dist_checkpointing.load``) → logits equal HF's;
-* ``--dtype bf16`` both ways.
+* ``--dtype bf16`` both ways;
+* the other layouts the README claims: a model with 8 heads / 4 KV groups converted at TP=4 (a
+  4-rank launch) and loaded at TP=4 and at interleaved TP=2 × PP=2 × VPP=2; the TP2×PP2 checkpoint
+  loaded at TP2×PP2×VPP2; the TP=4 checkpoint converted back byte-identical.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ ASSETS = {"tokenizer_config.json": '{"model_max_length": 256}\n', "tokenizer.jso
           "chat_template.jinja": "{{ messages }}\n"}
 
 
-def make_hf_model(path: Path, tied: bool, seed: int):
-    """Random tiny-gqa3 Qwen2 with O(1) logits (norm weights and biases random too), sharded safetensors."""
+def make_hf_model(path: Path, tied: bool, seed: int, heads: int | None = None, groups: int | None = None):
+    """Random tiny-gqa3 Qwen2 with O(1) logits (norm weights and biases random too), sharded safetensors;
+    ``heads`` / ``groups`` override the attention heads and KV groups."""
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     from megatron_lwz.models.presets import PRESETS
@@ -41,7 +45,8 @@ def make_hf_model(path: Path, tied: bool, seed: int):
     arch = PRESETS["tiny-gqa3"]
     config = Qwen2Config(vocab_size=arch.vocab_size, hidden_size=arch.hidden_size,
                          intermediate_size=arch.ffn_hidden_size, num_hidden_layers=arch.num_layers,
-                         num_attention_heads=arch.num_attention_heads, num_key_value_heads=arch.num_query_groups,
+                         num_attention_heads=heads or arch.num_attention_heads,
+                         num_key_value_heads=groups or arch.num_query_groups,
                          max_position_embeddings=arch.max_position_embeddings, rope_theta=arch.rope_theta,
                          rms_norm_eps=arch.norm_eps, tie_word_embeddings=tied)
     torch.manual_seed(seed)
@@ -83,6 +88,7 @@ def converted(tmp_path_factory):
     ref, models = {}, {}
     for name in ("tied", "untied"):
         models[name] = make_hf_model(tmp / f"hf_{name}", tied=name == "tied", seed=len(name))
+    models["tp4"] = make_hf_model(tmp / "hf_tp4", tied=False, seed=4, heads=8, groups=4)  # TP4 divides both
     cli = [sys.executable, "-m", "megatron_lwz.cli.main", "convert"]
     jobs = [start([*cli, "hf-to-mcore", "--hf", str(tmp / "hf_tied"), "--out", str(tmp / "mc_tied"),
                    "--tp", "2", "--pp", "2", "--no-progress"]),
@@ -100,7 +106,7 @@ def converted(tmp_path_factory):
     four = spawn_ranks(HERE / "worker_convert.py", 4, [
         "--hf-untied", str(tmp / "hf_untied"), "--mc-untied", str(tmp / "mc_untied"), "--mc-tied", str(tmp / "mc_tied"),
         "--tokens", str(tmp / "tokens.pt"), "--logits-dir", str(tmp / "logits"), "--hf-back-dir", str(tmp / "hf_back"),
-        "--out", str(tmp / "times.json")])
+        "--hf-tp4", str(tmp / "hf_tp4"), "--mc-tp4", str(tmp / "mc_tp4"), "--out", str(tmp / "times.json")])
     for procs in (plain, four):
         codes, output = wait_ranks(procs)
         assert set(codes) == {0}, f"exit codes {codes}:\n{output}"
@@ -123,7 +129,20 @@ def test_tp2pp2_logits_equal_hf(converted, name):
     assert diff <= 1e-4, f"{name}: megatron TP2×PP2 logits differ from HF by {diff:.2e}"
 
 
-@pytest.mark.parametrize("name", ["tied", "untied"])
+@pytest.mark.parametrize("name, source", [("tp4_at_tp4", "tp4"), ("tp4_at_tp2pp2vpp2", "tp4"),
+                                          ("tied_at_tp2pp2vpp2", "tied")])
+def test_tp4_and_interleaved_pipeline_logits_equal_hf(converted, name, source):
+    """Converted at TP=4 / TP2×PP2, loaded at TP=4 and at interleaved TP2×PP2×VPP2."""
+    tmp, ref = converted
+    meta = json.loads((tmp / f"mc_{source}" / "release" / "lwz_meta.json").read_text())
+    assert meta["padded_vocab_size"] == 512  # 300 → a multiple of 128 × TP (TP 2: 256, TP 4: 512)
+    got = torch.load(tmp / "logits" / f"{name}.pt")
+    assert got.shape == (2, 16, 512)
+    diff = (got[..., :300] - ref[source]).abs().max().item()
+    assert diff <= 1e-4, f"{name}: logits differ from HF by {diff:.2e}"
+
+
+@pytest.mark.parametrize("name", ["tied", "untied", "tp4"])
 def test_mcore_to_hf_is_byte_identical(converted, name):
     from safetensors import safe_open
 
@@ -139,7 +158,7 @@ def test_mcore_to_hf_is_byte_identical(converted, name):
 
     original, converted_back = tensors(src), tensors(back)
     assert set(converted_back) == set(original)
-    assert ("lm_head.weight" in original) == (name == "untied")
+    assert ("lm_head.weight" in original) == (name != "tied")
     for key, tensor in original.items():
         assert converted_back[key].dtype == tensor.dtype and torch.equal(converted_back[key], tensor), key
     index = json.loads((back / "model.safetensors.index.json").read_text())

@@ -8,6 +8,10 @@
    and the untied one once more in bf16 (``untied_bf16``).
 4. The bf16 HF model goes through a parallel hf-to-mcore again (a bf16 dist checkpoint), is loaded
    into the fp32 TP2×PP2 model, and its logits are written as ``untied_bf16.pt``.
+5. ``--hf-tp4`` (8 heads, 4 KV groups) converted as a TP=4 launch, loaded at TP=4 (``tp4_at_tp4``) and
+   at TP=2 × PP=2 × VPP=2 (``tp4_at_tp2pp2vpp2``: interleaved stages, other vocab padding); the tied
+   TP2×PP2 checkpoint loaded at TP2×PP2×VPP2 too (``tied_at_tp2pp2vpp2``); rank 0 converts the TP=4
+   checkpoint back (``--hf-back-dir/tp4``).
 """
 
 from __future__ import annotations
@@ -30,15 +34,22 @@ from megatron_lwz.engine.trainer import build_trainer
 LAYOUT = ParallelConfig(tensor_parallel=2, pipeline_parallel=2, distributed_optimizer=True)
 
 
-def logits_of(ckpt: Path, tied: bool, tokens: torch.Tensor) -> torch.Tensor | None:
-    """TP-gathered logits (B, T, padded V) on the last stage, None elsewhere."""
-    ctx = parallel.init_model_parallel(LAYOUT)
-    trainer = build_trainer(model=ModelConfig(preset="tiny-gqa3", tie_word_embeddings=tied), parallel=LAYOUT,
+VPP_LAYOUT = ParallelConfig(tensor_parallel=2, pipeline_parallel=2, virtual_pipeline_parallel=2)
+TP4_LAYOUT = ParallelConfig(tensor_parallel=4)
+
+
+def logits_of(ckpt: Path, tied: bool, tokens: torch.Tensor, layout: ParallelConfig = LAYOUT,
+              hf_config: str | None = None) -> torch.Tensor | None:
+    """TP-gathered logits (B, T, padded V) on the last stage, None elsewhere. One micro-batch per row
+    (interleaved pipelines need ≥ PP micro-batches)."""
+    ctx = parallel.init_model_parallel(layout)
+    model = ModelConfig(hf_config=hf_config) if hf_config else ModelConfig(preset="tiny-gqa3", tie_word_embeddings=tied)
+    trainer = build_trainer(model=model, parallel=layout,
                             precision=PrecisionConfig(dtype="fp32"), optim=OptimConfig(lr=1e-3),
                             scheduler=SchedulerConfig(), total_steps=1, ctx=ctx)
     state = load_checkpoint(trainer, ckpt, weights_only=True)
     assert state is not None and state.step == 0, state
-    batch = {"tokens": tokens, "position_ids": torch.arange(tokens.shape[1]).expand_as(tokens)}
+    batches = [{"tokens": row[None], "position_ids": torch.arange(tokens.shape[1])[None]} for row in tokens]
 
     def forward_fn(model, b):
         return model(b["tokens"], b["position_ids"], None)
@@ -48,8 +59,8 @@ def logits_of(ckpt: Path, tied: bool, tokens: torch.Tensor) -> torch.Tensor | No
         dist.all_gather(parts, logits.contiguous(), group=ctx.tp_group)
         return torch.cat(parts, dim=-1)
 
-    out = forward_only(trainer, [batch], forward_fn, collect, tokens.shape[1], tokens.shape[0])
-    mine = out[0] if (out and ctx.tp_rank == 0) else None
+    out = forward_only(trainer, batches, forward_fn, collect, tokens.shape[1], 1)
+    mine = torch.cat(out, dim=0) if (out and ctx.tp_rank == 0) else None
     parallel.destroy_model_parallel()
     return mine
 
@@ -62,6 +73,8 @@ def main() -> None:
     ap.add_argument("--tokens", required=True)
     ap.add_argument("--logits-dir", required=True)
     ap.add_argument("--hf-back-dir", required=True)
+    ap.add_argument("--hf-tp4", required=True)
+    ap.add_argument("--mc-tp4", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     parallel.init(LAYOUT)
@@ -93,10 +106,29 @@ def main() -> None:
     logits = logits_of(mc_bf16, False, tokens)
     if logits is not None:
         torch.save(logits, Path(args.logits_dir) / "untied_bf16.pt")
+    other_layouts(args, tokens, times)
     if dist.get_rank() == 0:
         Path(args.out).write_text(json.dumps(times))
     dist.barrier()
     parallel.shutdown()
+
+
+def other_layouts(args, tokens: torch.Tensor, times: dict) -> None:
+    """Step 5: conversion at TP=4 and loads at TP=4 and at interleaved TP2×PP2×VPP2."""
+    start = time.perf_counter()
+    hf_to_mcore(HfToMcoreConfig(hf_dir=args.hf_tp4, out_dir=args.mc_tp4, tp=4, pp=1, progress=False))
+    times["hf_to_mcore_tp4_parallel_s"] = time.perf_counter() - start
+    for name, ckpt, layout, hf_config in (("tp4_at_tp4", args.mc_tp4, TP4_LAYOUT, args.hf_tp4),
+                                          ("tp4_at_tp2pp2vpp2", args.mc_tp4, VPP_LAYOUT, args.hf_tp4),
+                                          ("tied_at_tp2pp2vpp2", args.mc_tied, VPP_LAYOUT, None)):
+        logits = logits_of(Path(ckpt), True, tokens, layout, hf_config)
+        if logits is not None:
+            torch.save(logits, Path(args.logits_dir) / f"{name}.pt")
+    dist.barrier()
+    if dist.get_rank() == 0:
+        mcore_to_hf(McoreToHfConfig(ckpt=args.mc_tp4, out_dir=str(Path(args.hf_back_dir) / "tp4"),
+                                    max_shard_size="100KB", verify=True, progress=False))
+    dist.barrier()
 
 
 if __name__ == "__main__":
