@@ -85,6 +85,8 @@ def _print(report: dict) -> None:
     for r in report["ranks"]:
         if "error" in r:
             print(f"{r['rank']:>5} FAILED: {r['error']}\n{r.get('traceback', '')[-2500:]}")
+            if "memory_at_failure" in r:
+                print(f"      memory at the failure: {r['memory_at_failure']}")
             continue
         print(f"{r['rank']:>5} {r['stage']:>6} " + " ".join(f"{r[c]:>12.2f}" for c in COLUMNS))
     slim = {**report, "ranks": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()

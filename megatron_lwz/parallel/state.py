@@ -78,9 +78,16 @@ class ParallelContext:
         if torch.distributed.is_initialized():
             torch.distributed.barrier(group=self.host_group)
 
-    def share_from_rank0(self, produce):
-        """``produce()`` on rank 0, its (picklable) result on every rank, waited for on the host group."""
-        holder = [produce() if self.is_rank0 else None]
+    def share_from_rank0(self, fn, *args):
+        """``fn(*args)`` on rank 0, its (picklable) result on every rank, waited for on the host group.
+
+        (A rehearsed rank other than 0 gets the stand-in's answer for ``fn`` instead: it cannot
+        receive rank 0's — see ``parallel.rehearsal.peer_call``.)"""
+        from megatron_lwz.parallel import rehearsal
+
+        if rehearsal.is_active() and not self.is_rank0:
+            return rehearsal.peer_call(fn, *args)
+        holder = [fn(*args) if self.is_rank0 else None]
         if self.world_size > 1:
             torch.distributed.broadcast_object_list(holder, src=0, group=self.host_group)
         return holder[0]

@@ -15,8 +15,6 @@ import traceback
 from typing import Any
 
 GIB = 2**30
-OVERHEAD_BYTES = int(1.5 * GIB)
-"""Not modelled by tensors: CUDA context (~0.5 GiB) and NCCL communicator buffers (~1 GiB at 64 ranks)."""
 
 
 class Probes:
@@ -25,6 +23,7 @@ class Probes:
     def __init__(self) -> None:
         self.bytes: dict[str, int] = {"activations_peak": 0, "logits": 0, "export": 0, "rm": 0}
         self.trainers: list[Any] = []
+        self.phase_peaks: dict[str, int] = {}
 
     def keep_max(self, key: str):
         return lambda n: self.bytes.__setitem__(key, max(self.bytes[key], n))
@@ -78,16 +77,40 @@ def install_probes(job: str, probes: Probes) -> None:
             return factory
 
         _wrap(VLLMRolloutEngine, "update_weights", windowed("export"))
+        import megatron_lwz.rl.loop as loop
+
+        for phase in ("rollout", "sync_weights", "set_old_logprobs", "train_minibatch"):
+            _wrap(loop, phase, _phase_peak(probes, phase))
 
         def rm_factory(orig):
             def build(*a, **k):
+                TRACKER.resync()
                 before = TRACKER.live
                 out = orig(*a, **k)
+                TRACKER.resync()
                 probes.bytes["rm"] = TRACKER.live - before
                 return out
             return build
 
         _wrap(runtime, "_build_writing_rm", rm_factory)
+
+
+def _phase_peak(probes: Probes, phase: str):
+    """Record the most GPU memory resident at any moment of ``phase`` (``phase_peaks`` in the report)."""
+    from megatron_lwz.parallel.rehearsal import TRACKER
+
+    def factory(orig):
+        def call(*a, **k):
+            TRACKER.resync()
+            outer = TRACKER.peak
+            TRACKER.peak = TRACKER.resident()
+            try:
+                return orig(*a, **k)
+            finally:
+                probes.phase_peaks[phase] = max(probes.phase_peaks.get(phase, 0), TRACKER.peak)
+                TRACKER.peak = max(outer, TRACKER.peak)
+        return call
+    return factory
 
 
 def memory_report(probes: Probes) -> dict[str, float]:
@@ -109,8 +132,9 @@ def memory_report(probes: Probes) -> dict[str, float]:
     out = {"params_gib": params / GIB, "grads_gib": grads / GIB, "optimizer_gib": unique_bytes(opt_tensors) / GIB}
     out.update({f"{k}_gib": v / GIB for k, v in probes.bytes.items()})
     out["vllm_gib"] = TRACKER.extra_peak.get("vllm", 0) / GIB
-    out["overhead_gib"] = OVERHEAD_BYTES / GIB
-    out["peak_gib"] = (TRACKER.peak + OVERHEAD_BYTES) / GIB
+    out["overhead_gib"] = TRACKER.extra.get("context", 0) / GIB
+    out["peak_gib"] = TRACKER.peak / GIB
+    out.update({f"peak_{k}_gib": v / GIB for k, v in probes.phase_peaks.items()})
     return out
 
 
@@ -122,19 +146,25 @@ def main(argv: list[str]) -> int:
 
     rehearsal.activate()
     result: dict[str, Any] = {"rank": int(rank)}
+    probes = Probes()
     try:
-        result.update(_run(job, recipe, overrides, int(world), int(steps)))
+        result.update(_run(job, recipe, overrides, int(world), int(steps), probes))
         result["violations"] = 0
     except rehearsal.RehearsalViolation as err:
         result.update(violations=1, error=str(err), traceback=traceback.format_exc())
     except Exception as err:  # noqa: BLE001 — any failure of the job code is a rehearsal finding
         result.update(violations=0, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+    if "error" in result and probes.trainers:  # memory up to the failure
+        try:
+            result["memory_at_failure"] = {k: round(v, 3) for k, v in memory_report(probes).items()}
+        except Exception:  # noqa: BLE001 — the report must not hide the failure
+            pass
     with open(out_path, "w") as fh:
         json.dump(result, fh, indent=1)
     return 0 if "error" not in result else 1
 
 
-def _run(job: str, recipe: str, overrides: list[str], world_size: int, steps: int) -> dict[str, Any]:
+def _run(job: str, recipe: str, overrides: list[str], world_size: int, steps: int, probes: Probes) -> dict[str, Any]:
     from megatron_lwz.cli.jobs import JOBS, _load
     from megatron_lwz.config.base import load_config
     from megatron_lwz.parallel.rehearsal import COUNTS
@@ -152,7 +182,6 @@ def _run(job: str, recipe: str, overrides: list[str], world_size: int, steps: in
     scaled, scaled_words = standins.scale_overrides(job, load_config(cfg_cls, recipe, base), world_size, steps)
     cfg = load_config(cfg_cls, recipe, base + scaled)
     replaced = scaled_words + standins.install(job, cfg)
-    probes = Probes()
     install_probes(job, probes)
     run_fn(cfg)
     ctx = probes.trainers[0].ctx

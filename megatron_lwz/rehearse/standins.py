@@ -136,11 +136,12 @@ def install(job: str, cfg) -> list[str]:
                 "without CUDA; the recipe's TE/FP8 settings are validated as for a GPU node, FP8 kernels and "
                 "TE fused kernels are not run)", "initial checkpoint: random init on the stand-in device; "
                 "checkpoint saves skipped (host-side I/O)"]
-    session_mod.Session.save = lambda self: None
+    session_mod.Session.save = lambda self, *a, **k: None
     _te_norm_standin()
     _flash_attention_standin()
-    replaced.append("core attention: a flash-attention stand-in (keeps output + log-sum-exp, as TE's fused "
-                    "attention does; the local spec would materialise S × S scores)")
+    replaced.append("core attention, RMSNorm, RoPE: stand-ins that keep for backward what TE's fused kernels "
+                    "keep (attention: output + log-sum-exp, not S × S scores; norm: input + fp32 rsigma; RoPE: "
+                    "nothing extra), so activation memory is the TE run's, not the local spec's")
     fused = _fusions_off(cfg)
     if fused:
         replaced.append("TE/apex-only fusions off (kernels, not shapes): " + ", ".join(fused))
@@ -178,6 +179,33 @@ class _FlashAttention(torch.autograd.Function):
         return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
+class _FusedRMSNorm(torch.autograd.Function):
+    """What TE's fused RMSNorm keeps for backward: the input and one fp32 rsigma per row."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        rsigma = x.new_empty(x.shape[:-1], dtype=torch.float32)
+        ctx.save_for_backward(x, weight, rsigma)
+        return torch.empty_like(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, _ = ctx.saved_tensors
+        return torch.empty_like(x), torch.empty_like(weight)
+
+
+class _FusedRoPE(torch.autograd.Function):
+    """TE's fused RoPE keeps only the (shared) frequencies; the unfused path keeps copies of q and k."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return torch.empty_like(t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.empty_like(grad)
+
+
 def _flash_attention_standin() -> None:
     from megatron.core.transformer.dot_product_attention import DotProductAttention
 
@@ -193,7 +221,8 @@ def _fusions_off(cfg) -> list[str]:
         sub = getattr(cfg, section, None)
         for f in dataclasses.fields(sub) if dataclasses.is_dataclass(sub) else ():
             name = f.name
-            if ("fusion" in name or name.startswith("tp_comm_overlap")) and getattr(sub, name) is True:
+            te_only = name in ("rope_fusion", "gradient_accumulation_fusion") or name.startswith("tp_comm_overlap")
+            if te_only and getattr(sub, name) is True:
                 setattr(sub, name, False)
                 off.append(f"{section}.{name}")
     return off
@@ -219,17 +248,35 @@ def _te_norm_standin() -> None:
 
     def new(cls, config, hidden_size: int, eps: float = 1e-5, **_: Any):
         norm = torch.nn.RMSNorm(normalized_shape=hidden_size, eps=eps)
+        norm.forward = lambda x: _FusedRMSNorm.apply(x, norm.weight)  # TE's saved tensors, not torch's
         if config.sequence_parallel:
             norm.weight.sequence_parallel = True
         return norm
 
     torch_norm.WrappedTorchNorm.__new__ = new
+    from megatron.core.transformer import attention
+
+    attention.apply_rotary_pos_emb = lambda t, *a, **k: _FusedRoPE.apply(t)
+
+
+def _peer_generate(engine, prompts, texts, params):
+    """Rank 0's rollout groups as a rehearsed rank ≠ 0 receives them (the stand-in engine's output)."""
+    from megatron_lwz.rollout import standin_vllm, vllm_engine
+    from megatron_lwz.rollout.types import RolloutGroup
+
+    groups = []
+    for i, (rec, text) in enumerate(zip(prompts, texts)):
+        ids = list(engine.tokenizer.encode(text))
+        out = standin_vllm._request_output(i, engine._vllm_params(params, i), 0)
+        groups.append(RolloutGroup(prompt=rec, samples=vllm_engine._to_samples(out, rec, text, ids, params.logprobs)))
+    return groups
 
 
 def _install_grpo(cfg, vocab: int) -> list[str]:
     import megatron_lwz.rl.evaluate as evaluate
     import megatron_lwz.rl.runtime as runtime
     import megatron_lwz.rollout.vllm_engine as vllm_engine
+    from megatron_lwz.parallel import rehearsal
     from megatron_lwz.parallel.rehearsal import TRACKER
     from megatron_lwz.rollout import standin_vllm
 
@@ -245,6 +292,7 @@ def _install_grpo(cfg, vocab: int) -> list[str]:
             return original(hf_config)
 
     vllm_engine.expected_hf_parameters = shapes_only
+    rehearsal.register_peer("VLLMRolloutEngine.generate", _peer_generate)
     return ["vLLM: stand-in engine enforcing vLLM 0.33's sleep/wake/update/KV-budget rules (rollout/standin_vllm.py); "
             f"responses up to rl.max_tokens={cfg.rl.max_tokens} (15% truncated, 35% ≥ 0.75×, 50% 0.1–0.75×)",
             "tokenizer: whitespace stand-in with the policy's vocabulary",

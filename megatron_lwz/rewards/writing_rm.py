@@ -71,17 +71,21 @@ def score_token_lists(trainer, seqs: Sequence[list[int]], *, micro_batch_size: i
     mbs = [pad_batch(c, pad_id, length, trainer.seq_multiple) for c in chunks]
     seq_len = length or max((b["tokens"].shape[1] for b in mbs), default=1)
     out = forward_only(trainer, mbs, forward_scores,
-                       lambda b, s: last_token_scores(s, b["lengths"]).cpu(), seq_len, micro_batch_size) if mbs else []
-    local = torch.cat(out).tolist()[: len(mine)] if out else []
+                       lambda b, s: last_token_scores(s, b["lengths"]), seq_len, micro_batch_size) if mbs else []
+    # Device tensors of one fixed size per rank (``per``) on the NCCL groups — no pickled objects.
+    share = torch.zeros(max(per, 1), dtype=torch.float32, device=ctx.device)  # (per,)
+    if out:
+        share[: len(mine)] = torch.cat(out).float()[: len(mine)]
     if ctx.pp > 1:  # scores live on the last stage
-        holder = [local]
-        dist.broadcast_object_list(holder, src=dist.get_global_rank(ctx.pp_group, ctx.pp - 1), group=ctx.pp_group)
-        local = holder[0]
+        dist.broadcast(share, src=dist.get_global_rank(ctx.pp_group, ctx.pp - 1), group=ctx.pp_group)
     if ctx.dp > 1:
-        parts: list = [None] * ctx.dp
-        dist.all_gather_object(parts, local, group=ctx.dp_group)
-        local = [x for part in parts for x in part]
-    return local
+        gathered = torch.empty(ctx.dp * share.numel(), dtype=share.dtype, device=ctx.device)  # (DP·per,)
+        dist.all_gather_into_tensor(gathered, share, group=ctx.dp_group)
+        share = gathered
+    values = share.cpu().tolist()
+    counts = [max(0, min(len(seqs), (r + 1) * per) - min(len(seqs), r * per)) for r in range(ctx.dp)]
+    width = max(per, 1)
+    return [x for r, n in enumerate(counts) for x in values[r * width: r * width + n]]
 
 
 class WritingRMScorer:

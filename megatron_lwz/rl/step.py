@@ -41,8 +41,10 @@ def rollout(engine, engine_kind: str, prompts: list[PromptRecord], cfg, step: in
     """Generate ``params(cfg, step, dp_rank).n`` samples per prompt (default: the training rollout's
     ``rl.group_size``); identical groups on every rank afterwards."""
     texts = [format_prompt(p.question, cfg.prompts.template) for p in prompts]
+    if hasattr(engine, "collect"):  # engine pool (rollout/pool.py): per-sample seeds, dispatch by length
+        return engine.generate(prompts, texts, params(cfg, step, 0))
     if engine_kind == "vllm":  # rank 0 drives vLLM; the others wait on the host group, not in NCCL
-        return ctx.share_from_rank0(lambda: engine.generate(prompts, texts, params(cfg, step, 0)))
+        return ctx.share_from_rank0(engine.generate, prompts, texts, params(cfg, step, 0))
     per = (len(prompts) + ctx.dp - 1) // ctx.dp
     lo, hi = min(len(prompts), ctx.dp_rank * per), min(len(prompts), (ctx.dp_rank + 1) * per)
     mine = engine.generate(prompts[lo:hi], texts[lo:hi], params(cfg, step, ctx.dp_rank)) if hi > lo else []
@@ -178,6 +180,8 @@ def engine_dtype(engine, rollout_cfg) -> torch.dtype:
 
     Exporting in any other dtype would silently round the weights (bf16 export into an fp32 engine
     shows up as a 1e-2 rollout-vs-trainer log-prob gap)."""
+    if getattr(engine, "compute_dtype", None) is not None:  # engine pool
+        return engine.compute_dtype
     model = getattr(engine, "model", None)
     if isinstance(model, torch.nn.Module):
         return next(model.parameters()).dtype

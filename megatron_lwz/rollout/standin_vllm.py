@@ -126,6 +126,7 @@ class LLM:
             raise TypeError(f"LLM() got unexpected keyword arguments {sorted(unknown)} (not EngineArgs fields we use)")
         hf = json.loads((Path(model) / "config.json").read_text())
         tracker, total = _tracker()
+        tracker.resync()
         itemsize = 4 if dtype in ("float32", "fp32") else 2
         self.weight_bytes = _num_params(hf) * itemsize // tensor_parallel_size
         requested = int(total * gpu_memory_utilization)
@@ -149,6 +150,7 @@ class LLM:
 
     def _account(self) -> None:
         tracker, total = _tracker()
+        tracker.resync()
         resident = (self.weight_bytes if self.weights != "asleep" else 0) + (self.kv_bytes + ACTIVATION_PEAK_BYTES if self.kv_awake else 0)
         tracker.set_extra("vllm", 0)
         if tracker.resident() + resident > total:

@@ -2,8 +2,8 @@
 
 * process-group state (``megatron.core.parallel_state``) only in megatron_lwz/parallel/;
 * ``vllm`` only in megatron_lwz/rollout/;
-* ``megatron.core`` only in parallel/, models/, engine/, checkpoint/, data/ and config/megatron.py
-  (the translators);
+* ``megatron.core`` only in parallel/, models/, engine/, checkpoint/, data/, rehearse/ (the GPU
+  rehearsal swaps TE-only megatron modules for stand-ins) and config/megatron.py (the translators);
 * Megatron-LM's training package (``megatron`` + ``.training``) nowhere (package, tools, tests);
 * importing the package, its config, its CLI entry, the rewards and the RL math loads no megatron/vllm.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 PKG = ROOT / "megatron_lwz"
-MEGATRON_OK = ("parallel", "models", "engine", "checkpoint", "data")
+MEGATRON_OK = ("parallel", "models", "engine", "checkpoint", "data", "rehearse")
 TRAINING = "megatron." + "training"  # spelled so that a text search for the import finds only real ones
 
 

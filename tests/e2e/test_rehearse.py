@@ -1,0 +1,36 @@
+"""``lwz rehearse`` on shipped recipes: the real job code at the recipe's world size on the stand-in device."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _rehearse(*args: str) -> tuple[int, dict, str]:
+    proc = subprocess.run([sys.executable, "-m", "megatron_lwz.cli.main", "rehearse", *args],
+                          capture_output=True, text=True, timeout=900)
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "{}"
+    return proc.returncode, json.loads(last), proc.stdout + proc.stderr
+
+
+def test_cpt_recipe_first_stage_at_64_ranks():
+    rc, report, out = _rehearse("--config", "examples/pretrain/qwen2.5-32b_cpt.yaml", "--ranks", "0")
+    assert rc == 0, out[-4000:]
+    assert report["world_size"] == 64 and report["violations"] == 0
+    rank = report["ranks"][0]
+    # TP 8 × PP 4: 16 of 64 layers + the embedding per rank, bf16 → ≈ 2 GiB of parameters
+    assert 1.8 < rank["params_gib"] < 2.3
+    assert rank["optimizer_gib"] > rank["params_gib"]  # fp32 main params + Adam moments, sharded over DP 2
+    assert rank["peak_gib"] > rank["params_gib"] + rank["grads_gib"] + rank["optimizer_gib"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["examples/rm/qwen2.5-72b_writing_rm.yaml",
+                                    "examples/grpo/qwen2.5-32b_longwriter.yaml"])
+def test_at_scale_recipes(recipe):
+    rc, report, out = _rehearse("--config", recipe)
+    assert rc == 0, out[-4000:]
+    assert report["violations"] == 0
