@@ -43,6 +43,10 @@ class RolloutBenchConfig:
     """torch intra-op threads."""
     sim_seed: int = 0
     """Workload seed of the projection."""
+    overlap_iterations: int = 3
+    """Iterations timed for on-policy vs one-step-off (engine in its own process); 0 = skip."""
+    train_passes: int = 3
+    """Forward/backward passes of the stand-in training step per iteration."""
 
 
 class _NoEodTokenizer:
@@ -57,14 +61,17 @@ class _NoEodTokenizer:
         return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
 
 
-def _engines(count: int) -> list[Any]:
+def _tiny_config() -> Any:
     from transformers import Qwen2Config
 
+    return Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+
+
+def _engines(count: int) -> list[Any]:
     from megatron_lwz.rollout.hf_engine import HFRolloutEngine, build_hf_model
 
-    config = Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
-    model = build_hf_model(config, dtype="float32", init_seed=1)
+    model = build_hf_model(_tiny_config(), dtype="float32", init_seed=1)
     return [HFRolloutEngine(model, _NoEodTokenizer()) for _ in range(count)]
 
 
@@ -97,6 +104,25 @@ def _measure(cfg: RolloutBenchConfig, policy: str, work, engines) -> dict[str, A
             "samples": [[s.response_token_ids for s in g.samples] for g in groups]}
 
 
+def _overlap(cfg: RolloutBenchConfig, work, rows: list, summary: dict) -> None:
+    """Per-iteration wall time, on-policy vs one-step-off (bench/rollout_overlap.py)."""
+    from megatron_lwz.bench.rollout_overlap import iteration_seconds
+    from megatron_lwz.rollout.types import SamplingParams
+
+    texts = [p.question for p in work.prompts]
+    requests = [(work.prompts, texts, [SamplingParams(n=cfg.group_size, temperature=1.0, seed=cfg.seed + it,
+                                                      max_tokens=int(work.response_tokens[i, 0]))
+                                       for i in range(len(texts))]) for it in range(cfg.overlap_iterations)]
+    times = {mode: iteration_seconds(requests, one_step_off=mode == "one_step_off", train_passes=cfg.train_passes,
+                                     tiny_config=_tiny_config(), tokenizer_cls=_NoEodTokenizer)
+             for mode in ("on_policy", "one_step_off")}
+    base = times["on_policy"]
+    rows += [{"part": "measured", "variant": f"1 HF engine process, {mode}", "iteration_s": t, "vs_round_robin": t / base}
+             for mode, t in times.items()]
+    summary["measured"].update({"sync_iteration_s": base, "one_step_off_iteration_s": times["one_step_off"],
+                                "one_step_off_vs_sync": times["one_step_off"] / base})
+
+
 def _workload(cfg: RolloutBenchConfig):
     from megatron_lwz.bench.rollout_workload import make_workload
 
@@ -126,6 +152,8 @@ def run_rollout_bench(cfg: RolloutBenchConfig) -> BenchResult:
                                             "length_aware_tokens_per_s": measured["length_aware"]["tokens_per_s"],
                                             "length_aware_vs_round_robin": measured["length_aware"]["makespan_s"] / rr,
                                             "samples_identical": same}}
+    if cfg.overlap_iterations > 0:
+        _overlap(cfg, work, rows, summary)
     if cfg.project:
         from megatron_lwz.bench.rollout_sim import project
 
@@ -140,7 +168,7 @@ def run_rollout_bench(cfg: RolloutBenchConfig) -> BenchResult:
 
 
 _COLUMNS = [Column(key="part", header="part"), Column(key="variant", header="variant"),
-            Column(key="makespan_s", header="makespan s", fmt=".3f"), Column(key="tokens_per_s", header="tokens/s", fmt=".0f"),
+            Column(key="makespan_s", header="makespan s", fmt=".3f"), Column(key="iteration_s", header="iteration s", fmt=".3f"), Column(key="tokens_per_s", header="tokens/s", fmt=".0f"),
             Column(key="rollout_min", header="rollout min/step", fmt=".2f"),
             Column(key="idle_share", header="GPU idle share", fmt=".1%"), Column(key="step_min", header="step min", fmt=".2f"),
             Column(key="days_150", header="days/150 steps", fmt=".2f"), Column(key="vs_round_robin", header="ratio", fmt=".3f")]
@@ -150,7 +178,7 @@ def _notes(cfg: RolloutBenchConfig, work, same: bool) -> list[str]:
     lengths = work.response_tokens[:, 0]
     return [f"measured: {cfg.prompts} prompts × {cfg.group_size} samples, response tokens {int(lengths.min())}–"
             f"{int(lengths.max())} (mean {lengths.mean():.0f}; 14K-token cap scaled to {work.max_tokens}); ratio = "
-            "makespan / round-robin's. Samples identical under both dispatches: " + str(same),
+            "makespan / round-robin's (iterations: / on-policy's). Samples identical under both dispatches: " + str(same),
             "projected: 64 prompts × 32 samples, Qwen2.5-32B bf16, vLLM TP 8 per node; ratio = step time / 1 engine's; "
             "one-step-off = R nodes generate while 8 − R train (best R); see bench/rollout_sim.py."]
 

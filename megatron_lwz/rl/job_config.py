@@ -43,6 +43,9 @@ class GRPOConfig:
     """Rollout samples written to <run_dir>/rollouts/step_XXXXX.jsonl per step (-1 = all)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation (off unless ``rl.eval.path`` is set)."""
+    off_policy_steps: int = 0
+    """0: generate, then train (on-policy). 1: one-step-off — iteration n+1 generates (engine pool) while
+    iteration n trains, from the weights iteration n−1 produced; needs loss.tis (rl/offpolicy.py)."""
 
 
 @dataclass(kw_only=True)
@@ -103,6 +106,14 @@ class GRPOJobConfig:
             self.reward.rubric.cache_dir = f"{self.logging.run_dir}/rubrics"  # survives resume with the run
         if self.reward.judge is not None and self.reward.judge.cache_path is None:
             self.reward.judge.cache_path = f"{self.logging.run_dir}/judge_cache.sqlite"  # a resume re-asks nothing
+        if self.rl.off_policy_steps not in (0, 1):
+            raise ConfigError(f"rl.off_policy_steps: must be 0 or 1, got {self.rl.off_policy_steps}")
+        if self.rl.off_policy_steps and (self.rollout.engine_gpus is None or not self.rl.loss.tis):
+            raise ConfigError("rl.off_policy_steps=1 needs the engine pool (rollout.engine_gpus: 0 or N) and the "
+                              "truncated-IS correction (rl.loss.tis: true, rl.loss.logprob_source: recompute)")
+        if self.rl.off_policy_steps and self.rollout.engine == "vllm":
+            raise ConfigError("rl.off_policy_steps=1 runs the HF engine in its own process; a colocated vLLM engine "
+                              "sleeps while the trainer runs (see bench/rollout_sim.py for the projection)")
         if self.rl.group_size < 2:
             raise ConfigError("rl.group_size: GRPO needs at least 2 samples per prompt")
         if "format" in self.reward.components and self.reward.format.structure != self.prompts.template:

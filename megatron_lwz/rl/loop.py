@@ -17,12 +17,14 @@ from megatron_lwz.engine.session import start_session
 from megatron_lwz.metrics.timing import timed
 from megatron_lwz.rl.advantage import advantages_for_groups
 from megatron_lwz.rl.batching import build_train_batch, minibatches_for_update
+from megatron_lwz.rl.engine_verify import verify_sync
 from megatron_lwz.rl.job_config import GRPOJobConfig
 from megatron_lwz.rl.metrics import dump_samples, rollout_metrics
+from megatron_lwz.rl.offpolicy import OneStepOff, finish_pool
 from megatron_lwz.rl.prompts import prompt_batch
 from megatron_lwz.rl.runtime import build_runtime
 from megatron_lwz.rl.step import (
-    check_logprob_gap, plan_minibatch, rollout, set_old_logprobs, sync_weights, train_minibatch,
+    plan_minibatch, rollout, set_old_logprobs, sync_weights, train_minibatch,
 )
 
 PLOTS = {"grpo_rewards": ("reward/total/mean", "reward/length/mean", "reward/format/mean", "reward/writing/mean",
@@ -50,12 +52,14 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
     weights = cfg.reward.weight_vector()
     bar = tqdm(total=rl.num_steps, initial=state.step, desc="grpo", disable=not (ctx.is_rank0 and cfg.logging.progress))
     interrupted, first_step = False, state.step
+    offp = OneStepOff(cfg, rt, policy, first_step) if rl.off_policy_steps else None  # rl/offpolicy.py
     while state.step < rl.num_steps:
         times: dict[str, float] = {}
         prompts = prompt_batch(rt.prompts, cfg.prompts.shuffle_seed, state.consumed_samples, rl.prompts_per_step)
-        held_out = rt.evaluator.generate(state.step)  # [] unless rl.eval is due for the current weights
-        with timed(times, "rollout"):
-            groups = rollout(rt.engine, rt.engine_kind, prompts, cfg, state.step, ctx)
+        held_out = [] if offp else rt.evaluator.generate(state.step)  # [] unless rl.eval is due for the current weights
+        with timed(times, "rollout"):  # one-step-off: batch n came from θ_{n−1}; θ_n synced, n+1 submitted (rl/offpolicy.py)
+            groups, held_out, off = (offp.next(state.step, state.consumed_samples, rt.evaluator.generate) if offp else
+                                     (rollout(rt.engine, rt.engine_kind, prompts, cfg, state.step, ctx), held_out, {}))
         rt.engine.sleep()  # vLLM frees weights + KV cache for scoring and training (HF engine: no-op)
         rt.evaluator.report(held_out, state.step, session.logger, session.run_dir)
         with timed(times, "reward"):
@@ -67,14 +71,16 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
         plans = [plan_minibatch(mb, cfg, ctx) for mb in minibatches]
         with timed(times, "old_logprobs"):
             metrics.update(set_old_logprobs(policy, plans, cfg, rt.reference))
-        check_logprob_gap(metrics, cfg.rollout, state.step, sync_index=state.step - first_step)
+        metrics.update(off)
+        verify_sync(metrics, off, policy, rt, groups, cfg, state.step, sync_index=state.step - first_step)
         with timed(times, "train"):
             for minibatch, plan in zip(minibatches, plans):
                 result, loss_metrics = train_minibatch(policy, minibatch, plan, cfg)
                 metrics.update({f"train/{k}": v for k, v in loss_metrics.items()})
                 metrics.update({"train/grad_norm": result.grad_norm, "train/lr": result.lr})
-        with timed(times, "sync"):
-            metrics.update(sync_weights(policy, rt.engine, cfg.rollout, rt.staging))
+        if offp is None:  # one-step-off syncs inside offp.next(), before submitting the next batch
+            with timed(times, "sync"):
+                metrics.update(sync_weights(policy, rt.engine, cfg.rollout, rt.staging))
         state.step += 1
         state.consumed_samples += rl.prompts_per_step
         tokens = sum(s.num_tokens for g in groups for s in g.samples)
@@ -89,8 +95,9 @@ def run(cfg: GRPOJobConfig) -> GRPOResult:
             interrupted = True
             break
     bar.close()
+    finish_pool(offp, state.step, interrupted)  # one-step-off: the final weights into the engines
     if not interrupted and state.step > first_step:  # the final policy (the engine holds its weights)
         rt.evaluator.report(rt.evaluator.generate(state.step), state.step, session.logger, session.run_dir)
-    rt.staging.close()
+    rt.close()
     session.finish(PLOTS | EVAL_PLOTS if rt.evaluator.prompts else PLOTS)
     return GRPOResult(run_dir=str(session.run_dir), steps=state.step, interrupted=interrupted)

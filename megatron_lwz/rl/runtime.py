@@ -35,6 +35,12 @@ class RLRuntime:
     staging: Any = None
     """Shared-memory export buffers kept across weight syncs (CPU, one host); see rollout.export."""
 
+    def close(self) -> None:
+        """Release the export buffers and stop engine processes (engine pool)."""
+        self.staging.close()
+        if hasattr(self.engine, "close"):
+            self.engine.close()
+
 
 def _load_weights(model: Trainer, path: str, what: str) -> None:
     """Weights only (raises CheckpointError naming ``path`` when there is no checkpoint)."""
@@ -87,7 +93,12 @@ def _build_engine(cfg, policy: Trainer, run_dir: Path, kind: str, tokenizer, ctx
     if kind == "vllm":
         torch.cuda.empty_cache()
         ctx.barrier()
-    engine = build_engine(cfg.rollout, source, tokenizer, trainer_rank=ctx.rank, seed=cfg.parallel.seed)
+    if cfg.rollout.engine_gpus is not None:  # one engine per group of ranks (rl/engine_pool.py)
+        from megatron_lwz.rl.engine_pool import build_pool
+
+        engine = build_pool(cfg, source, tokenizer, kind, ctx)
+    else:
+        engine = build_engine(cfg.rollout, source, tokenizer, trainer_rank=ctx.rank, seed=cfg.parallel.seed)
     engine.sleep()
     if kind == "vllm":
         ctx.barrier()

@@ -69,6 +69,17 @@ class RolloutConfig:
     """Run the log-prob check on the first sync and then every N syncs (0 = first sync only; -1 = never)."""
     verify_num_samples: int = 4
     """Samples of the current rollout used as the verification probe batch."""
+    engine_gpus: Optional[int] = None
+    """Engine pool (rollout/pool.py): trainer ranks (GPUs) per engine, 0 = one engine per node; null = no pool
+    (vLLM on rank 0 only; HF: an engine per rank, each DP replica generating its share)."""
+    dispatch: Literal["length_aware", "round_robin"] = "length_aware"
+    """Pool: prompt groups → engines by predicted length (LPT, groups may be split) or round-robin."""
+    dispatch_tokens_per_word: float = 1.33
+    """Pool: answer tokens per predicted word (L_lower..L_upper are words) for the length prediction."""
+    dispatch_think_tokens: int = 2500
+    """Pool: predicted think tokens per sample (the paper's think length plateaus at 2–3K tokens)."""
+    engine_process: bool = False
+    """Pool, HF engine: run it in its own process (always so with rl.off_policy_steps = 1)."""
 
     def __post_init__(self) -> None:
         if self.weight_transfer_backend == "nccl":
@@ -91,6 +102,10 @@ class RolloutConfig:
                               f"got {self.verify_every}")
         if self.verify_num_samples < 1:
             raise ConfigError(f"rollout.verify_num_samples: must be >= 1, got {self.verify_num_samples}")
+        if self.engine_gpus is not None and self.engine_gpus < 0:
+            raise ConfigError(f"rollout.engine_gpus: must be >= 0 (0 = one engine per node) or null, got {self.engine_gpus}")
+        if self.dispatch_tokens_per_word <= 0 or self.dispatch_think_tokens < 0:
+            raise ConfigError("rollout.dispatch_tokens_per_word must be > 0 and rollout.dispatch_think_tokens >= 0")
         if not 1 <= self.nccl_master_port <= 65535:
             raise ConfigError(f"rollout.nccl_master_port: not a TCP port: {self.nccl_master_port}")
 

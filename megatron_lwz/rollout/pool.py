@@ -51,6 +51,9 @@ class EnginePool:
         self._plan: list[list[Shard]] | None = None
         self._request: tuple[list[PromptRecord], int] | None = None
         self._local: Any = None
+        self.last_plan: list[list[Shard]] = []
+        self.compute_dtype: Any = None
+        """dtype the engines compute in (weights are exported in it; set by the builder)."""
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -84,6 +87,7 @@ class EnginePool:
             raise RuntimeError("engine pool: collect() without submit()")
         prompts, group_size = self._request
         plan, self._request = self._plan, None
+        self.last_plan = plan  # which engine drew which samples (per-engine verification, rl/engine_verify.py)
         local = self._local
         if self.groups.is_leader and local == "pending":
             try:
@@ -131,6 +135,19 @@ class EnginePool:
         if failures:
             raise RolloutPoolError("; ".join(str(f) for f in failures))
         return parts
+
+    def sleep(self) -> None:
+        if self.engine is not None:
+            self.engine.sleep()
+
+    def wake(self) -> None:
+        if self.engine is not None:
+            self.engine.wake()
+
+    @property
+    def busy(self) -> bool:
+        """A generation was submitted and not collected yet."""
+        return self._request is not None
 
     def close(self) -> None:
         if self.engine is not None and hasattr(self.engine, "close"):

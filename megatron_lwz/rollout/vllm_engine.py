@@ -180,10 +180,12 @@ class VLLMRolloutEngine:
     """RolloutEngine over vLLM 0.33 ``LLM`` (sleep mode, dummy load, native RL weight transfer)."""
 
     def __init__(self, model_path: str | Path, tokenizer: TokenizerLike, cfg: RolloutConfig, *,
-                 hf_config: Any = None, trainer_rank: int = 0, seed: int = 0, llm: Any = None):
+                 hf_config: Any = None, trainer_rank: int = 0, seed: int = 0, llm: Any = None, group: Any = None):
         """``model_path``: HF dir with config.json and the tokenizer (weights are not read:
         ``load_format="dummy"``); ``trainer_rank``: this process's rank in the colocated default
-        process group (rank 0 owns the ``LLM``); ``llm``: an already-built ``LLM`` to wrap."""
+        process group (rank 0 owns the ``LLM``); ``llm``: an already-built ``LLM`` to wrap; ``group``: the
+        engine pool's group of colocated trainer ranks (``trainer_rank`` is the rank inside it), so the IPC
+        handle exchange stays inside it (rollout/vllm_group_ipc.py; default: the default group)."""
         if hf_config is None:
             from transformers import AutoConfig
 
@@ -191,6 +193,7 @@ class VLLMRolloutEngine:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.trainer_rank = trainer_rank
+        self._group = group
         self._dtype = resolve_dtype(cfg.dtype)
         params = expected_hf_parameters(hf_config)
         self._check_bucket(params)
@@ -247,6 +250,12 @@ class VLLMRolloutEngine:
                                        world_size=1 + cfg.tensor_parallel_size, packed=cfg.packed,
                                        packed_buffer_size_bytes=cfg.bucket_bytes)
         client = _LLMClient(self.llm) if self.llm is not None else _NoClient()
+        if self._group is not None and cfg.weight_transfer_backend == "ipc":
+            from megatron_lwz.rollout.vllm_group_ipc import group_ipc_trainer_init
+
+            self._sender = group_ipc_trainer_init(info, client=client, source=_source_class()(self._core),
+                                                  group=self._group)
+            return self._sender
         self._sender = WeightTransferTrainerFactory.trainer_init(
             info, client=client, source=_source_class()(self._core))
         return self._sender
@@ -310,8 +319,9 @@ class VLLMRolloutEngine:
         self._asleep = False
 
     def generate(self, prompts: Sequence[PromptRecord], prompt_texts: Sequence[str],
-                 params: SamplingParams) -> list[RolloutGroup]:
-        """``params.n`` samples per prompt via ``LLM.generate`` (entrypoints/llm.py:417)."""
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[RolloutGroup]:
+        """``n`` samples per prompt via ``LLM.generate`` (entrypoints/llm.py:417); ``params`` as in
+        ``HFRolloutEngine.generate`` (one for all prompts, or one per prompt with its own request seed)."""
         if self.llm is None:
             raise RuntimeError(f"trainer rank {self.trainer_rank} holds no vLLM engine; generate on rank 0 "
                                "and broadcast the groups")
@@ -321,19 +331,23 @@ class VLLMRolloutEngine:
             self.wake()
         if len(prompts) != len(prompt_texts):
             raise ValueError(f"{len(prompts)} prompts but {len(prompt_texts)} prompt texts")
-        check_sampling_args(params.temperature, params.top_p)
+        per = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+        if len(per) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(per)} SamplingParams")
+        for p in per:
+            check_sampling_args(p.temperature, p.top_p)
         prompt_ids = [list(self.tokenizer.encode(t)) for t in prompt_texts]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids],
-                                    [self._vllm_params(params, i) for i in range(len(prompts))],
+                                    [self._vllm_params(p, i, p is not params) for i, p in enumerate(per)],
                                     use_tqdm=False)
         eod = (self.tokenizer.eod, response_decoder(self.tokenizer)([self.tokenizer.eod]))
-        return [RolloutGroup(prompt=rec, samples=_to_samples(out, rec, text, ids, params.logprobs, eod))
-                for out, rec, text, ids in zip(outputs, prompts, prompt_texts, prompt_ids)]
+        return [RolloutGroup(prompt=rec, samples=_to_samples(out, rec, text, ids, p.logprobs, eod))
+                for out, rec, text, ids, p in zip(outputs, prompts, prompt_texts, prompt_ids, per)]
 
-    def _vllm_params(self, params: SamplingParams, prompt_index: int) -> Any:
+    def _vllm_params(self, params: SamplingParams, prompt_index: int, own_seed: bool = False) -> Any:
         from vllm import SamplingParams as VLLMSamplingParams
 
-        return VLLMSamplingParams(**vllm_sampling_kwargs(params, prompt_index, self.tokenizer.eod))
+        return VLLMSamplingParams(**vllm_sampling_kwargs(params, prompt_index, self.tokenizer.eod, own_seed))
 
     def shutdown(self) -> None:
         """Drop the trainer-side transfer state and the ``LLM`` (frees its GPU memory)."""
@@ -346,13 +360,14 @@ class VLLMRolloutEngine:
         self.llm = None
 
 
-def vllm_sampling_kwargs(params: SamplingParams, prompt_index: int, eod: int) -> dict[str, Any]:
+def vllm_sampling_kwargs(params: SamplingParams, prompt_index: int, eod: int, own_seed: bool = False) -> dict[str, Any]:
     """Keyword arguments of vLLM's ``SamplingParams`` (sampling_params.py:285-384) for one prompt;
-    the text fields follow the one detokenization rule of both engines (``rollout.text``)."""
+    the text fields follow the one detokenization rule of both engines (``rollout.text``). ``own_seed``:
+    ``params.seed`` is already this request's seed (per-prompt params of the engine pool)."""
+    seed = params.seed if params.seed is None or own_seed else request_seed(params.seed, prompt_index)
     return dict(
         n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
-        stop=list(params.stop) or None, stop_token_ids=[eod],
-        seed=None if params.seed is None else request_seed(params.seed, prompt_index),
+        stop=list(params.stop) or None, stop_token_ids=[eod], seed=seed,
         logprobs=0 if params.logprobs else None, **VLLM_DETOKENIZE)
 
 

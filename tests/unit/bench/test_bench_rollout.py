@@ -12,7 +12,7 @@ from megatron_lwz.cli import bench_cmds
 
 
 def test_measured_part_and_json_keys():
-    cfg = RolloutBenchConfig(prompts=6, group_size=2, max_tokens=48, repeats=1, project=False)
+    cfg = RolloutBenchConfig(prompts=6, group_size=2, max_tokens=48, repeats=1, project=False, overlap_iterations=0)
     result = run_rollout_bench(cfg)
     out = io.StringIO()
     emit(result, out)
