@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch.distributed as dist
 
+from megatron_lwz.parallel import rehearsal
 from megatron_lwz.parallel.rollout_groups import EngineGroups
-from megatron_lwz.rollout.dispatch import Shard, engine_request, merge_groups, plan_dispatch
+from megatron_lwz.rollout.dispatch import Shard, engine_request, merge_groups, plan_dispatch, shard_params
 from megatron_lwz.rollout.types import PromptRecord, RolloutGroup, SamplingParams
 
 
@@ -49,7 +50,7 @@ class EnginePool:
         self.cost = cost or (lambda record: 1.0)
         self.every_rank_syncs = every_rank_syncs
         self._plan: list[list[Shard]] | None = None
-        self._request: tuple[list[PromptRecord], int] | None = None
+        self._request: tuple[list[PromptRecord], list[str], SamplingParams] | None = None
         self._local: Any = None
         self.last_plan: list[list[Shard]] = []
         self.compute_dtype: Any = None
@@ -66,7 +67,7 @@ class EnginePool:
         if self._request is not None:
             raise RuntimeError("engine pool: a rollout is already in flight; collect() it first")
         self._plan = self.plan(prompts, params.n)
-        self._request = (list(prompts), params.n)
+        self._request = (list(prompts), list(texts), params)
         self._local = None
         if not self.groups.is_leader:
             return
@@ -85,7 +86,7 @@ class EnginePool:
         """The step's groups on every rank (collective; raises RolloutPoolError if an engine failed)."""
         if self._request is None or self._plan is None:
             raise RuntimeError("engine pool: collect() without submit()")
-        prompts, group_size = self._request
+        prompts, texts, params = self._request
         plan, self._request = self._plan, None
         self.last_plan = plan  # which engine drew which samples (per-engine verification, rl/engine_verify.py)
         local = self._local
@@ -94,8 +95,12 @@ class EnginePool:
                 local = self.engine.result()
             except Exception as err:  # noqa: BLE001
                 local = _failure(self.groups.index, "generate", err)
-        parts = self._exchange(local)
-        return merge_groups(prompts, plan, parts, group_size)
+
+        def peer(e: int) -> list[RolloutGroup]:  # one request per shard, as the engine would answer it
+            return [group for s in plan[e] for group in rehearsal.peer_call(
+                self.engine.generate, [prompts[s.prompt_index]], [texts[s.prompt_index]], shard_params(params, s))]
+
+        return merge_groups(prompts, plan, self._exchange(local, peer), params.n)
 
     def generate(self, prompts: Sequence[PromptRecord], texts: Sequence[str], params: SamplingParams) -> list[RolloutGroup]:
         self.submit(prompts, texts, params)
@@ -120,10 +125,17 @@ class EnginePool:
 
     # -- exchange -----------------------------------------------------------------------------
 
-    def _exchange(self, local: Any) -> list[Any]:
-        """Leaders all-gather ``local``; each leader broadcasts the list to its group; raise on failure."""
+    def _exchange(self, local: Any, peer: Callable[[int], Any] | None = None) -> list[Any]:
+        """Leaders all-gather ``local``; each leader broadcasts the list to its group; raise on failure.
+        A rehearsed rank (parallel/rehearsal.py) receives nothing from other ranks: ``peer(e)`` stands in
+        for engine ``e``'s answer (the stand-in vLLM's, as for rank 0's rollout without a pool)."""
         parts = [local]
         g = self.groups
+        if rehearsal.is_active():
+            if isinstance(local, _Failure):
+                raise RolloutPoolError(str(local))
+            mine = g.index if g.is_leader else -1
+            return [local if e == mine else peer(e) for e in range(g.num_engines)] if peer else parts
         if g.leaders_group is not None and g.num_engines > 1:
             parts = [None] * g.num_engines
             dist.all_gather_object(parts, local, group=g.leaders_group)
