@@ -29,7 +29,8 @@ def render(preds: list, shape: ModelShape, job: Job, gpu: Gpu, gpus: int, scales
         rows.append(row)
     phases = [Column(key=f"{k} s", header=f"{k} s", fmt=".1f") for k in PHASE_COLUMNS[job.kind]]
     best = preds[0]
-    notes = [f"{total} candidate layouts; 'fits' = peak ≤ HBM {gpu.hbm_gib:.1f} GiB minus headroom; ranked by fit, "
+    notes = [f"{total} candidate layouts; 'fits' = peak ≤ {(1 - headroom) * gpu.hbm_gib:.1f} GiB ({1 - headroom:.0%} of "
+             f"{gpu.hbm_gib:.1f}); ranked by fit, "
              "then tokens/s/GPU. MFU = model FLOPs (no recompute) / BF16 peak.",
              "best layout memory (GiB): " + ", ".join(f"{k} {v:.1f}" for k, v in best.mem_parts.items()),
              ("memory calibrated by measured/formula factors: " + ", ".join(f"{k} ×{v:.2f}" for k, v in scales.items()))
