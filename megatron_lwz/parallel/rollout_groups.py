@@ -51,16 +51,18 @@ class EngineGroups:
         return self.rank - self.ranks[0]
 
 
-def ranks_per_engine(engine_gpus: int, world_size: int, environ: dict[str, str] | None = None) -> int:
+def ranks_per_engine(engine_gpus: int, world_size: int, environ: dict[str, str] | None = None,
+                     default: int | None = None) -> int:
     """``engine_gpus`` ranks per engine; 0 = a node (``LOCAL_WORLD_SIZE`` of torchrun, or SLURM's
-    ``SLURM_NTASKS_PER_NODE``; the whole world when neither is set)."""
+    ``SLURM_NTASKS_PER_NODE`` / ``SLURM_TASKS_PER_NODE``; else ``default``, else the whole world)."""
     env = os.environ if environ is None else environ
     if engine_gpus < 0:
         raise ConfigError(f"rollout.engine_gpus: must be >= 0 (0 = one engine per node), got {engine_gpus}")
     size = engine_gpus
     if size == 0:
-        raw = env.get("LOCAL_WORLD_SIZE") or env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
-        size = int(raw) if raw else world_size
+        raw = (env.get("LOCAL_WORLD_SIZE") or env.get("SLURM_NTASKS_PER_NODE")
+               or env.get("SLURM_TASKS_PER_NODE", "")).split("(")[0].split(",")[0]  # srun: "8(x8)"
+        size = int(raw) if raw else (default or world_size)
     if world_size % size:
         raise ConfigError(f"rollout.engine_gpus: {size} ranks per engine does not divide the world size {world_size}")
     return size

@@ -25,7 +25,8 @@ from megatron_lwz.rollout.pool import EnginePool
 def build_pool(cfg, source: Any, tokenizer: Any, kind: str, ctx) -> EnginePool:
     """The pool of this job (collective: every rank calls it)."""
     rcfg = cfg.rollout
-    size = ranks_per_engine(rcfg.engine_gpus, ctx.world_size)
+    size = ranks_per_engine(rcfg.engine_gpus, ctx.world_size,  # no launcher variables: vLLM's TP size
+                            default=rcfg.tensor_parallel_size if kind == "vllm" else None)
     if kind == "vllm" and rcfg.tensor_parallel_size != size:
         raise ConfigError(f"rollout.tensor_parallel_size ({rcfg.tensor_parallel_size}) must equal the GPUs per engine "
                           f"({size}, rollout.engine_gpus={rcfg.engine_gpus}): each engine spans its group's GPUs")

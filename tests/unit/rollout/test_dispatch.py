@@ -102,3 +102,16 @@ def test_per_prompt_params_must_share_sampling_fields(model):
     out = engine.generate(recs, ["a", "b"], [SamplingParams(n=1, max_tokens=3, seed=1),
                                              SamplingParams(n=3, max_tokens=5, seed=2)])
     assert [len(g) for g in out] == [1, 3] and max(len(s.response_token_ids) for s in out[1].samples) <= 5
+
+
+def test_ranks_per_engine_from_the_launcher():
+    from megatron_lwz.config.base import ConfigError
+    from megatron_lwz.parallel.rollout_groups import ranks_per_engine
+
+    assert ranks_per_engine(0, 64, {"LOCAL_WORLD_SIZE": "8"}) == 8
+    assert ranks_per_engine(0, 64, {"SLURM_NTASKS_PER_NODE": "8(x8)"}) == 8
+    assert ranks_per_engine(0, 64, {"SLURM_TASKS_PER_NODE": "8(x8)"}) == 8
+    assert ranks_per_engine(0, 64, {}, default=8) == 8 and ranks_per_engine(0, 4, {}) == 4
+    assert ranks_per_engine(2, 4, {"LOCAL_WORLD_SIZE": "4"}) == 2
+    with pytest.raises(ConfigError, match="engine_gpus"):
+        ranks_per_engine(3, 4, {})
