@@ -6,13 +6,17 @@ gate component k is below ``thresholds[k]`` *violates* it (e.g. ``length < 1.0``
 requested range, ``format < 0.5`` = broken structure or keyword stuffing). A violating sample's
 advantage is replaced, after Eq. 5's per-component normalisation and averaging, by the lowest
 advantage of its group (or by ``advantage``, a configured value ≤ 0); see
-``megatron_lwz.rl.advantage.gate_advantages``. A sample whose gate component *failed* (raised, judge
+``megatron_lwz.rl.advantage.gate_advantages``. That breaks the zero sum of a group's advantages (many
+violators → a net-negative update; docs/ablations.md measured it); ``mode='reward'`` instead gives a
+violator its group's minimum of every component *before* Eq. 5 (``gate_rewards``): still never a
+positive advantage (each A_k is then ≤ 0), and the advantages stay centred. A sample whose gate component *failed* (raised, judge
 unreachable) is not gated: a failure says nothing about the sample.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from megatron_lwz.config.base import ConfigError
 from megatron_lwz.rollout.types import Sample
@@ -25,8 +29,13 @@ class GateConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     """Gate component → minimum passing value (value < threshold = violated), e.g.
     {length: 1.0, format: 0.5}; each must be in reward.components (weight 0 = gate only). Empty = off."""
+    mode: Literal["advantage", "reward"] = "advantage"
+    """'advantage': after Eq. 5, a violator's advantage becomes its group's lowest (or ``advantage``);
+    'reward': before Eq. 5, a violator's value of every component becomes its group's minimum, so the
+    advantages stay zero-sum (still never positive for a violator)."""
     advantage: float | None = None
-    """Advantage of a violating sample: null = the lowest advantage of its group (≤ 0), or a fixed value ≤ 0."""
+    """Advantage of a violating sample ('advantage' mode): null = the lowest advantage of its group (≤ 0),
+    or a fixed value ≤ 0."""
 
     def __post_init__(self) -> None:
         if self.advantage is not None and self.advantage > 0:

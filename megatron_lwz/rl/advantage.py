@@ -131,6 +131,15 @@ def gate_advantages(adv: torch.Tensor, violated: torch.Tensor, mask: torch.Tenso
     return torch.where(violated.to(torch.bool) & valid, target.expand_as(adv), adv)
 
 
+def gate_rewards(rewards: torch.Tensor, violated: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Reward-level gate (``reward.gate.mode='reward'``): violators take their group's minimum of this
+    component over valid samples, before Eq. 5 (so A_k ≤ 0 for them and the A_k stay centred). (N, G)."""
+    valid = torch.ones_like(violated, dtype=torch.bool) if mask is None else mask.to(torch.bool)
+    r = rewards.to(torch.float64)
+    lowest = torch.where(valid, r, torch.full_like(r, torch.finfo(torch.float64).max)).amin(dim=-1, keepdim=True)
+    return torch.where(violated.to(torch.bool) & valid, lowest.expand_as(r), r)
+
+
 def advantages_for_groups(groups: Sequence[RolloutGroup], cfg: RewardConfig) -> torch.Tensor:
     """Per-sample float32 advantages of scored rollout groups under a RewardConfig.  # (num_groups, G_max)
 
@@ -157,7 +166,9 @@ def advantages_for_groups(groups: Sequence[RolloutGroup], cfg: RewardConfig) -> 
             violated[i, j] = bool(violated_gates(sample, cfg.gate))
             for name in cfg.components:
                 tensors[name][i, j] = sample.rewards[name]
+    if cfg.gate.enabled and cfg.gate.mode == "reward":
+        tensors = {name: gate_rewards(t, violated, mask) for name, t in tensors.items()}
     adv = balanced_advantages(tensors, cfg.weight_vector(), cfg.advantage_eps, cfg.combine, mask, cfg.unbiased_std)
-    if cfg.gate.enabled:
+    if cfg.gate.enabled and cfg.gate.mode == "advantage":
         adv = gate_advantages(adv, violated, mask, cfg.gate.advantage)
     return adv.float()  # (N, G_max) float32, the dtype the policy loss consumes

@@ -100,3 +100,32 @@ def test_gate_config_validation():
         RewardConfig(components=["length"], gate=GateConfig(thresholds={"format": 0.5}))
     with pytest.raises(ConfigError, match="<= 0"):
         GateConfig(advantage=0.1)
+
+
+def test_reward_mode_gate_keeps_advantages_centred():
+    from megatron_lwz.rl.advantage import gate_rewards
+
+    # hand case: violator 0 takes the minimum of each component, then Eq. 5 as usual
+    r = torch.tensor([[3.0, 1.0, 2.0]], dtype=torch.float64)
+    assert gate_rewards(r, torch.tensor([[True, False, False]])).tolist() == [[1.0, 1.0, 2.0]]
+    gen = torch.Generator().manual_seed(1)
+    for trial in range(300):
+        n, g = 3, int(torch.randint(2, 9, (1,), generator=gen))
+        rewards = {k: torch.rand(n, g, generator=gen, dtype=torch.float64) for k in ("a", "b")}
+        violated = torch.rand(n, g, generator=gen) < 0.5
+        mode = "advantage_mean" if trial % 2 else "reward_mean"
+        adv = balanced_advantages({k: gate_rewards(v, violated) for k, v in rewards.items()}, mode=mode)
+        assert (adv[violated] <= 1e-12).all()
+        assert torch.allclose(adv.sum(dim=-1), torch.zeros(n, dtype=torch.float64), atol=1e-9)
+
+
+def test_reward_mode_through_advantages_for_groups():
+    samples = [_sample(1.0, 1.0), _sample(0.5, 1.0), _sample(1.0, 0.0), _sample(1.0, 0.9)]
+    cfg = RewardConfig(components=["length", "format"], gate=GateConfig(thresholds={"format": 0.5}, mode="reward"))
+    adv = advantages_for_groups([RolloutGroup(prompt=PROMPT, samples=samples)], cfg)
+    # format violator (sample 2) already holds the minimum of both components: length → 0.5, format 0
+    gated = [_sample(1.0, 1.0), _sample(0.5, 1.0), _sample(0.5, 0.0), _sample(1.0, 0.9)]
+    plain = advantages_for_groups([RolloutGroup(prompt=PROMPT, samples=gated)],
+                                  RewardConfig(components=["length", "format"]))
+    assert adv[0].tolist() == pytest.approx(plain[0].tolist()) and float(adv[0, 2]) < 0
+    assert abs(float(adv.sum())) < 1e-5
