@@ -165,12 +165,16 @@ def run_checkpoint_bench(cfg: CheckpointBenchConfig) -> BenchResult:
                "load_time_vs_old": by["load sharded/sync"]["time_vs_old"],
                "load_rss_extra_vs_old": by["load sharded/sync"]["rss_extra_vs_old"],
                "layout": lay, "predicted_gib_per_rank": {k: v / GIB for k, v in predicted.items()},
+               "rss_rise_over_formula": {"gather": by[BASELINE]["rss_extra_gib"] * GIB / predicted["gather"],
+                                         "sharded": by["save sharded/sync"]["rss_extra_gib"] * GIB / predicted["sharded"]},
                "recipes_32b": big}
     notes = [f"{lay['params_total'] / 1e6:.0f}M params ({cfg.dtype}), {lay['world']} ranks TP{lay['tp']} PP{lay['pp']} "
              f"DP{lay['dp']} over gloo on CPU; 'x old' = vs {BASELINE} (time) / load gather/sync (loads); async: "
              "'training blocked' is the time until save_checkpoint returns, 's' until the save is published",
              f"DistOpt state per rank by the formats' byte counts: gather {predicted['gather'] / GIB:.2f} GiB, "
-             f"sharded {predicted['sharded'] / GIB:.2f} GiB (compare the measured RSS rise)"]
+             f"sharded {predicted['sharded'] / GIB:.2f} GiB; measured save RSS rise / formula: gather "
+             f"{summary['rss_rise_over_formula']['gather']:.2f}, sharded {summary['rss_rise_over_formula']['sharded']:.2f} "
+             "(the formula is a lower bound for the gathering writer)"]
     for r in big:
         notes.append(f"32B {r['recipe']} (TP{r['tp']} PP{r['pp']} DP{r['dp']}, {r['params'] / 1e9:.1f}B params): DistOpt "
                      f"state held per rank while saving / loading: gather {r['gather_gib_per_rank']:.1f} GiB "

@@ -2,7 +2,8 @@
 
 Launch on one process directly, on many with ``torchrun`` or ``srun`` (SLURM variables are read
 by ``megatron_lwz.parallel``). Exit codes: 0 done; ``checkpoint.exit_code_on_signal`` after a
-preemption save; 2 bad config.
+stop-save (SIGTERM / SIGUSR1 on any rank, or the job's end time too close for another step plus a
+save: ``checkpoint.stop_before_time_limit``); 2 bad config.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Preemption through the real ``lwz pretrain`` / ``lwz grpo`` processes (issue 12 item 2 + 4).
 
-A SIGTERM sent from outside to the running job makes it save a checkpoint at the current step and
+A SIGTERM (or SIGUSR1) sent from outside to the running job makes it save a checkpoint at the current step and
 exit with ``checkpoint.exit_code_on_signal``; a rerun resumes at the next step; ``metrics.jsonl``
 then holds every step once and the losses equal those of an uninterrupted run (CPU: bit for bit).
 A job end time (``LWZ_JOB_END_TIME``) that leaves no room for another step and a save stops the run
@@ -30,8 +30,8 @@ def _rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def _interrupt(args: list[str], run: Path, env: dict, ready) -> tuple[int, str]:
-    """Start ``lwz ARGS``; once ``ready(rows)`` send SIGTERM from outside; (exit code, output)."""
+def _interrupt(args: list[str], run: Path, env: dict, ready, sig=signal.SIGTERM) -> tuple[int, str]:
+    """Start ``lwz ARGS``; once ``ready(rows)`` send ``sig`` from outside; (exit code, output)."""
     full_env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore", **env)
     proc = subprocess.Popen([sys.executable, "-m", "megatron_lwz.cli.main", *args], cwd=ROOT, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -41,7 +41,7 @@ def _interrupt(args: list[str], run: Path, env: dict, ready) -> tuple[int, str]:
             proc.kill()
             pytest.fail(f"the job ended (exit {proc.poll()}) before it could be interrupted:\n{proc.stdout.read()[-4000:]}")
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=600)
     return proc.returncode, out
 
@@ -105,12 +105,13 @@ def _grpo(demo: Path, name: str, steps: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigterm_to_lwz_grpo_saves_exits_and_resumes(demo_data):
+def test_sigusr1_to_lwz_grpo_saves_exits_and_resumes(demo_data):
+    """SIGUSR1 (sbatch --signal=USR1@N, as the launcher forwards it) on the GRPO path."""
     env, total = {"DEMO_DIR": str(demo_data)}, 8
     ref = lwz(*_grpo(demo_data, "grpo_ref", total), env=env)
     assert ref.returncode == 0, ref.stderr[-3000:]
     run = demo_data / "grpo_sig"
-    code, out = _interrupt(_grpo(demo_data, "grpo_sig", total), run, env, lambda rows: len(rows) >= 2)
+    code, out = _interrupt(_grpo(demo_data, "grpo_sig", total), run, env, lambda rows: len(rows) >= 2, signal.SIGUSR1)
     assert code == EXIT, out[-3000:]
     stopped = _marker(run)
     assert 2 <= stopped < total and f"checkpoint saved at step {stopped}" in out, out[-3000:]

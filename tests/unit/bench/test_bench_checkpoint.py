@@ -35,3 +35,23 @@ def test_recipe_extrapolation_reads_the_recipes():
     assert grpo["params"] == pytest.approx(32.76e9, rel=0.01)
     assert grpo["gather_gib_per_rank"] == pytest.approx(12 * grpo["params"] / 8 / GIB)
     assert grpo["sharded_gib_per_rank"] * 8 == pytest.approx(grpo["gather_gib_per_rank"])
+
+
+def test_result_from_a_faked_launch(monkeypatch, capsys):
+    """The whole report path (rows, summary, notes, JSON line) on worker output without processes."""
+    import json
+
+    from megatron_lwz.bench import checkpoint
+    from megatron_lwz.bench.report import emit
+
+    lay = {"world": 4, "tp": 1, "pp": 1, "dp": 4, "params_total": 1_000_000, "params_local": 1_000_000, "dtype": "bf16"}
+    phases = {"save gather/sync": [_rec(2.0, 24_000_000)], "save sharded/sync": [_rec(1.0, 3_000_000)],
+              "save sharded/async": [_rec(1.5, 3_000_000, blocking_s=0.2)],
+              "load gather/sync": [_rec(1.0, 12_000_000)], "load sharded/sync": [_rec(0.5, 3_000_000)]}
+    monkeypatch.setattr(checkpoint, "launch_worker", lambda *a, **k: {"phases": phases, "layout": lay})
+    result = checkpoint.run_checkpoint_bench(checkpoint.CheckpointBenchConfig())
+    emit(result)
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["save_time_sync_vs_old"] == 0.5 and record["save_blocking_async_vs_old"] == 0.1
+    assert record["rss_rise_over_formula"] == {"gather": 2.0, "sharded": 1.0}   # 12 MB gathered, 3 MB per rank
+    assert {r["recipe"] for r in record["recipes_32b"]} == {"cpt", "grpo"}
