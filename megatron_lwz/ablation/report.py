@@ -109,8 +109,10 @@ def _verdict(spec: StudySpec, variant: str, metric: str, s: PairedTest, p: Paire
                 f"p = {s.p_t:.3g} ≥ {spec.alpha})")
     if p.p_t is None:
         return head
-    tail = "differ" if p.p_t < spec.alpha else "show no detectable difference"
-    return head + f"; these {s.n} run pairs {tail} over {p.n} prompts (Δ = {p.mean_diff:+.3f}, p = {p.p_t:.3g})"
+    tail = ("differ" if s.n > 1 else "differs") if p.p_t < spec.alpha else \
+        ("show" if s.n > 1 else "shows") + " no detectable difference"
+    pairs = "this run pair" if s.n == 1 else f"these {s.n} run pairs"
+    return head + f"; {pairs} {tail} over {p.n} prompts (Δ = {p.mean_diff:+.3f}, p = {p.p_t:.3g})"
 
 
 def summarize(spec: StudySpec, runs: Runs) -> dict:
