@@ -1,7 +1,7 @@
 """The three CPU-scale ablation studies, each from a clean output folder with the one command users run
 (slow: the shared data + pretraining + Writing RM stages once, ~8 min on 2 cores, then 6 GRPO runs of
 ~1–1.5 min per study). Checks: every (variant, seed) finished, the report files and the one JSON line;
-then one run is deleted and the same command redoes only that run, with identical held-out answers and an
+then one run of the non-baseline arm is deleted and the same command redoes only that run, with identical held-out answers and an
 identical report (reproducible for a fixed seed set on one machine; finished runs are not redone)."""
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def test_study_runs_reports_and_reproduces(study, out):
     assert set(summary["vs_baseline"][other]) >= {"total", "length", "format", "in_range"}
     assert (out / study / "report.md").is_file() and (out / study / "curves.png").stat().st_size > 10_000
     assert "Verdicts:" in stdout
-    run_dir = out / study / summary["baseline"] / f"seed{summary['seeds'][summary['baseline']][0]}"
+    # the non-baseline arm: the baselines of the three studies are one run (copied), this one is trained here
+    run_dir = out / study / other / f"seed{summary['seeds'][other][0]}"
     answers = sorted((run_dir / "eval").glob("step_*.jsonl"))
     assert len(answers) == 3  # before the first update, at 4, after the last (8)
     before = [p.read_text() for p in answers]
