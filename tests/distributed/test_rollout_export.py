@@ -10,6 +10,7 @@ import pytest
 
 from megatron_lwz.checkpoint.mapping import hf_names
 from megatron_lwz.models.presets import PRESETS
+from tests.distributed.compare import assert_layouts
 from tests.launch import torchrun
 
 pytestmark = pytest.mark.distributed
@@ -17,6 +18,7 @@ WORKER = Path(__file__).with_name("worker_export.py")
 
 
 def _check(res: dict, tied: bool) -> None:
+    assert_layouts(res, ["tp1", "tp2", "pp2"])
     for layout, r in res.items():
         assert r["logits_before"] < 1e-4, f"{layout}: exported logits differ by {r['logits_before']:.2e}"
         assert r["moved"] > 1e-2, f"{layout}: the training step did not change the model (test would be vacuous)"
