@@ -221,6 +221,8 @@ def run_plans(spec: StudySpec, plans: list[RunPlan], out: Path, lock: str | None
 
 def _run_one(plan: RunPlan, out: Path, env: dict[str, str]) -> int:
     """Copy a finished identical run, or train this one; the done-marker only after success."""
+    if plan.done():  # finished meanwhile by a concurrent `lwz ablate` of the same study
+        return 0
     marker = {"variant": plan.variant, "seed": plan.seed, "overrides": plan.overrides, "argv": plan.argv,
               "fingerprint": plan.fingerprint}
     twin = _finished_twin(plan, out)
