@@ -64,7 +64,8 @@ def rehearse(recipe: str, job: str, world: int, ranks: list[int], steps: int, ov
         cmd = [sys.executable, "-m", "megatron_lwz.rehearse.rank", job, recipe, str(rank), str(world), str(steps),
                str(out), *overrides]
         print(f"rehearsing rank {rank} of {world} ({job}) …", flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, LWZ_REHEARSE_DIR=str(out_dir / "job")))
         if out.is_file():
             results.append(json.loads(out.read_text()))
         else:

@@ -140,7 +140,8 @@ def memory_report(probes: Probes) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     job, recipe, rank, world, steps, out_path, *overrides = argv
-    os.environ.update(RANK=rank, WORLD_SIZE=world, LOCAL_RANK=str(int(rank) % 8), MASTER_ADDR="127.0.0.1",
+    os.environ.update(RANK=rank, WORLD_SIZE=world, LOCAL_RANK=str(int(rank) % 8), LOCAL_WORLD_SIZE=str(min(8, int(world))),
+                      MASTER_ADDR="127.0.0.1",
                       MASTER_PORT="29400")
     from megatron_lwz.parallel import rehearsal
 

@@ -111,8 +111,9 @@ def scale_overrides(job: str, cfg, world_size: int, steps: int) -> tuple[list[st
 
 
 def overrides(job: str) -> list[str]:
-    """Config overrides that turn inputs into stand-ins (the recipe's shapes are kept)."""
-    tmp = tempfile.mkdtemp(prefix="lwz_rehearse_")
+    """Config overrides that turn inputs into stand-ins (the recipe's shapes are kept). The run
+    directory is shared by the rehearsed ranks of one rehearsal (``LWZ_REHEARSE_DIR``), as on a cluster."""
+    tmp = os.environ.get("LWZ_REHEARSE_DIR") or tempfile.mkdtemp(prefix="lwz_rehearse_")
     out = [f"logging.run_dir={tmp}/run", f"checkpoint.save_dir={tmp}/ckpt", "checkpoint.load_dir=null",
            "checkpoint.save_interval=0", "checkpoint.save_on_signal=false", "logging.progress=false",
            "precision.fp8=null"]
@@ -261,17 +262,54 @@ def _te_norm_standin() -> None:
     attention.apply_rotary_pos_emb = lambda t, *a, **k: _FusedRoPE.apply(t)
 
 
-def _peer_generate(engine, prompts, texts, params):
-    """Rank 0's rollout groups as a rehearsed rank ≠ 0 receives them (the stand-in engine's output)."""
-    from megatron_lwz.rollout import standin_vllm, vllm_engine
-    from megatron_lwz.rollout.types import RolloutGroup
+class _PeerLLM:
+    """The stand-in engine's outputs without its rules: what the source rank generated and sent."""
 
-    groups = []
-    for i, (rec, text) in enumerate(zip(prompts, texts)):
-        ids = list(engine.tokenizer.encode(text))
-        out = standin_vllm._request_output(i, engine._vllm_params(params, i), 0)
-        groups.append(RolloutGroup(prompt=rec, samples=vllm_engine._to_samples(out, rec, text, ids, params.logprobs)))
-    return groups
+    def generate(self, prompts, sampling_params, use_tqdm=False):
+        from megatron_lwz.rollout import standin_vllm
+
+        return [standin_vllm._request_output(i, sp, 0) for i, sp in enumerate(sampling_params)]
+
+
+def _peer_generate(engine, prompts, texts, params):
+    """The groups a rehearsed non-source rank receives: the engine's own ``generate`` (so the
+    conversion code is the real one) over the stand-in outputs, as the source rank computed them."""
+    saved = engine.llm, engine._weights_valid, engine._asleep
+    engine.llm, engine._weights_valid, engine._asleep = _PeerLLM(), True, False
+    try:
+        return type(engine).generate(engine, prompts, texts, params)
+    finally:
+        engine.llm, engine._weights_valid, engine._asleep = saved
+
+
+def _vllm_workers_on_every_gpu(cls) -> None:
+    """vLLM's TP workers hold weights + KV on *every* GPU of an engine, not only the driving rank's:
+    the other ranks get a stand-in worker (same construction checks on their GPU, same sleep / wake
+    in lockstep), used for memory only — generation stays with the driving rank."""
+    init, sleep, update = cls.__init__, cls.sleep, cls.update_weights
+
+    def __init__(self, model_path, *a, **k):
+        init(self, model_path, *a, **k)
+        self._worker = self._build_llm(model_path, k.get("seed", 0)) if self.llm is None else None
+
+    def sleep_(self):
+        if self._worker is not None and not self._asleep:
+            self._worker.sleep(level=self.cfg.sleep_level)
+        sleep(self)
+
+    def update_(self, named_tensors):
+        worker, was_asleep = self._worker, self._asleep
+        if worker is not None and was_asleep:
+            worker.wake_up(tags=["weights"])
+        report = update(self, named_tensors)
+        if worker is not None:
+            worker.start_weight_update()
+            worker.finish_weight_update()
+            if was_asleep:
+                worker.wake_up(tags=["kv_cache"])
+        return report
+
+    cls.__init__, cls.sleep, cls.update_weights = __init__, sleep_, update_
 
 
 def _install_grpo(cfg, vocab: int) -> list[str]:
@@ -295,6 +333,7 @@ def _install_grpo(cfg, vocab: int) -> list[str]:
 
     vllm_engine.expected_hf_parameters = shapes_only
     rehearsal.register_peer("VLLMRolloutEngine.generate", _peer_generate)
+    _vllm_workers_on_every_gpu(vllm_engine.VLLMRolloutEngine)
     return ["vLLM: stand-in engine enforcing vLLM 0.33's sleep/wake/update/KV-budget rules (rollout/standin_vllm.py); "
             f"responses up to rl.max_tokens={cfg.rl.max_tokens} (15% truncated, 35% ≥ 0.75×, 50% 0.1–0.75×)",
             "tokenizer: whitespace stand-in with the policy's vocabulary",

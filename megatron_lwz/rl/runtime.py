@@ -62,15 +62,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _hf_source(cfg, policy: Trainer, run_dir: Path, kind: str, ctx) -> Any:
     """A transformers Qwen2Config (HF engine) or a config directory (vLLM reads one).
 
-    The directory is written by rank 0 alone, file by file atomically, and every rank waits for it
-    (host barrier): ranks rewriting it while vLLM reads it could hand vLLM a truncated config."""
+    The directory is written by local rank 0 of each node alone (every node's engine reads it, and a
+    run directory need not be shared), file by file atomically, and every rank waits for it (host
+    barrier): ranks rewriting it while vLLM reads it could hand vLLM a truncated config."""
     hf = policy.arch.to_hf_config()
     if kind == "hf":
         from transformers import Qwen2Config
 
         return Qwen2Config(**hf)
     path = run_dir / "rollout_hf_config"
-    if ctx.is_rank0:
+    if ctx.local_rank == 0:
         path.mkdir(parents=True, exist_ok=True)
         _write_atomic(path / "config.json", json.dumps(hf, indent=2).encode())
         tok_dir = Path(cfg.tokenizer.path)

@@ -2,7 +2,7 @@
 
 8/10: every other model is built before the rollout engine, which sleeps right after construction
       (vLLM sizes its KV cache from the memory free at construction; it holds dummy weights);
-9:    the rollout HF directory is written by rank 0 alone, atomically, then every rank waits;
+9:    the rollout HF directory is written by local rank 0 of each node alone, atomically, then every rank waits;
 11:   non-zero ranks wait for rank 0's rollout on the host (gloo) group, not inside an NCCL call.
 """
 
@@ -38,9 +38,9 @@ class Policy:
 
 
 @pytest.mark.parametrize("rank0", [True, False])
-def test_vllm_config_written_by_rank0_then_barrier(tmp_path, rank0):
+def test_vllm_config_written_by_local_rank0_then_barrier(tmp_path, rank0):
     log: list = []
-    ctx = Ctx(is_rank0=rank0, log=log)
+    ctx = Ctx(is_rank0=rank0, local_rank=0 if rank0 else 3, log=log)
     path = runtime._hf_source(_cfg(tmp_path), Policy, tmp_path / "run", "vllm", ctx)
     assert log == ["barrier"]
     written = (Path(path) / "config.json").is_file()
