@@ -60,8 +60,7 @@ class Session:
         path = save_checkpoint(self.trainer, self.state, self.save_dir, config_dict=to_dict(self.cfg),
                                keep_last=self.ckpt.keep_last, hf_assets=self.hf_assets,
                                io=SaveIO.from_config(self.ckpt, saver))
-        if saver is None:
-            self.deadline.record_save(time.time() - start)
+        self.deadline.record_save(time.time() - start)  # async: the blocking part (the write: see start_session)
         return path
 
     def step_end(self, total_steps: int) -> bool:
@@ -148,7 +147,8 @@ def start_session(cfg: Any, *, total_steps: int, console_keys: tuple[str, ...],
     if ckpt.async_save:
         from megatron_lwz.checkpoint.async_save import AsyncSaver
 
-        saver = AsyncSaver(on_done=deadline.record_save)
+        # Finalized at a step boundary: the write ended within the last step, so elapsed − step ≤ write time.
+        saver = AsyncSaver(on_done=lambda elapsed: deadline.record_save(max(elapsed - deadline.step_s, 0.0)))
     return Session(cfg=cfg, trainer=trainer, state=state, logger=logger, watcher=watcher, run_dir=run_dir,
                    ckpt=ckpt, save_dir=save_dir, hf_assets=_hf_assets(ckpt, tokenizer_dir),
                    timers={"start": time.time()}, deadline=deadline, saver=saver)

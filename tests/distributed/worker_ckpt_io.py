@@ -7,6 +7,8 @@
    (``distopt_io=gather``) and by ours (``sharded``); each directory is loaded by both readers into
    fresh, differently seeded trainers: every main param, Adam moment and step must equal the saved
    ones exactly, and 3 more training steps must give the same losses as the uninterrupted run.
+3. Resharding through the gather-free writer: the step-3 checkpoint is loaded at TP2 and at PP2,
+   saved again there, and loaded back at TP1×DP2: the same exact state and losses.
 Rank 0 writes the JSON result.
 """
 
@@ -76,6 +78,16 @@ def main() -> None:
             result[f"{source}->{mode}"] = {"mismatched": bad[:5], "n": len(saved),
                                            "losses": train(fresh, range(3, TOTAL))}
             parallel.destroy_model_parallel()
+    for layout, kwargs in (("tp2", {"tp": 2}), ("pp2", {"tp": 1, "pp": 2})):  # re-saved by other layouts
+        other = make_trainer(seed=7, **kwargs)
+        load_checkpoint(other, root / "sharded", io=SaveIO(distopt_io="sharded"))
+        save_checkpoint(other, TrainState(step=3), root / f"resaved_{layout}", config_dict={}, keep_last=2)
+        parallel.destroy_model_parallel()
+        fresh = make_trainer(tp=1, seed=99)
+        load_checkpoint(fresh, root / f"resaved_{layout}")
+        bad = mismatches(saved, optimizer_tensors(fresh))
+        result[f"resaved_{layout}"] = {"mismatched": bad[:5], "losses": train(fresh, range(3, TOTAL))}
+        parallel.destroy_model_parallel()
     gathered = [None] * ctx.world_size
     torch.distributed.all_gather_object(gathered, result)
     if ctx.rank == 0:
