@@ -104,6 +104,8 @@ def scale_overrides(job: str, cfg, world_size: int, steps: int) -> tuple[list[st
                  f"{steps} step(s)"])
     rows = dp * cfg.rl.batching.num_minibatches
     prompts = -(-rows // cfg.rl.group_size)
+    if cfg.rollout.engine == "hf":  # each DP replica generates its own share: give every replica one
+        prompts = max(prompts, dp)
     return ([f"rl.prompts_per_step={prompts}", f"rl.num_steps={steps}"],
             [f"prompts per step {cfg.rl.prompts_per_step} → {prompts} ({prompts * cfg.rl.group_size} samples ≥ "
              f"DP {dp} × {cfg.rl.batching.num_minibatches} mini-batches; micro-batches keep the token budget); "
