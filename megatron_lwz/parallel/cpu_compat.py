@@ -32,7 +32,8 @@ from torch.overrides import TorchFunctionMode
 _STATE = {"installed": False, "mode": None}
 
 
-def _is_cuda_device(device) -> bool:
+def is_cuda_device(device) -> bool:
+    """A device spec that names CUDA: ``"cuda…"``, a CUDA ``torch.device``, or an int index."""
     if isinstance(device, int) and not isinstance(device, bool):
         return True
     if isinstance(device, str):
@@ -47,9 +48,9 @@ class _CudaToCpuMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is torch.Tensor.cuda:
             return args[0]
-        if "device" in kwargs and _is_cuda_device(kwargs["device"]):
+        if "device" in kwargs and is_cuda_device(kwargs["device"]):
             kwargs = dict(kwargs, device="cpu")
-        if func is torch.Tensor.to and len(args) > 1 and _is_cuda_device(args[1]):
+        if func is torch.Tensor.to and len(args) > 1 and is_cuda_device(args[1]):
             args = (args[0], "cpu", *args[2:])
         return func(*args, **kwargs)
 

@@ -31,6 +31,8 @@ from typing import Callable
 
 import torch
 from torch.overrides import TorchFunctionMode
+
+from megatron_lwz.parallel import cpu_compat
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -53,12 +55,7 @@ def is_active() -> bool:
 # ----------------------------------------------------------------------------------- device modes
 
 
-def _is_cuda(device) -> bool:
-    if isinstance(device, int) and not isinstance(device, bool):
-        return True
-    if isinstance(device, str):
-        return device.startswith("cuda")
-    return isinstance(device, torch.device) and device.type == "cuda"
+_is_cuda = cpu_compat.is_cuda_device  # the same rule as the CPU layer: str "cuda…", torch.device, int
 
 
 class _CudaToMetaMode(TorchFunctionMode):
@@ -164,7 +161,6 @@ class _Props:
 
 
 def _patch_cuda(gpus_per_node: int) -> None:
-    from megatron_lwz.parallel import cpu_compat
 
     cpu_compat._patch_cuda_runtime()  # synchronize / streams / events / nvtx / empty_cache → no-ops
     cuda = torch.cuda
