@@ -24,8 +24,8 @@ def test_rm_learns_preferences(demo_data):
     _subset(data / "rm_pairs.jsonl", data / "rm_easy.jsonl")
     _subset(data / "rm_pairs_heldout.jsonl", data / "rm_easy_heldout.jsonl")
     proc = lwz("train-rm", "--config", str(ROOT / "examples/rm/tiny_cpu.yaml"), f"model.vocab_size={VOCAB}",
-               "checkpoint.load_dir=null", "checkpoint.load_weights_only=false", "train.train_steps=60",
-               "train.eval_interval=30", f"data.train_path={data}/rm_easy.jsonl",
+               "checkpoint.load_dir=null", "checkpoint.load_weights_only=false", "train.train_steps=100",
+               "train.eval_interval=50", f"data.train_path={data}/rm_easy.jsonl",
                f"data.valid_path={data}/rm_easy_heldout.jsonl", f"logging.run_dir={demo_data}/rm", "logging.progress=false",
                env={"DEMO_DIR": str(demo_data)})
     assert proc.returncode == 0, proc.stderr[-4000:]
