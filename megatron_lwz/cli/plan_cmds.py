@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     """Flags of ``lwz plan``."""
     if name != "plan":
         raise ValueError(f"megatron_lwz.cli.plan_cmds does not serve {name!r}")
+    parser.add_argument("--config", help="a recipe: model, job, batch and GPU count from it (e.g. "
+                        "examples/rm/qwen2.5-72b_writing_rm.yaml); the table then says where its layout ranks")
     m = parser.add_argument_group("model (a preset, or every shape flag)")
     m.add_argument("--model", help="preset, e.g. qwen2.5-32b (models/presets.py)")
     for flag in ("--layers", "--hidden", "--heads", "--kv-heads", "--ffn", "--vocab", "--head-dim"):
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     m.add_argument("--mlp", choices=["swiglu", "gelu"], default="swiglu")
     m.add_argument("--tied", action="store_true", help="tied input/output embeddings")
     c = parser.add_argument_group("cluster")
-    c.add_argument("--gpus", type=int, required=True)
+    c.add_argument("--gpus", type=int, help="GPUs in the job (default with --config: its parallel.world_size)")
     c.add_argument("--gpu", default="h100", help="a100 | h100 | h800 | h200 | h20 | b200 (plan/hardware.py)")
     j = parser.add_argument_group("job")
     j.add_argument("--job", choices=["cpt", "rm", "grpo"], default="cpt")
@@ -61,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     o.add_argument("--top", type=int, default=15, help="rows in the table and the JSON line")
     o.add_argument("--headroom", type=float, help="share of HBM kept free for 'fits' (default 0.08 calibrated, "
                    "0.15 while plan/memory_calibration.json has no measured numbers for the job)")
+    o.add_argument("--tie-band", type=float, default=0.02,
+                   help="fitting layouts within this share of the best tokens/s/GPU rank by memory, least first "
+                        "(0 = by throughput alone)")
     o.add_argument("--calibration", help="memory calibration JSON (default: plan/memory_calibration.json)")
 
 
@@ -101,18 +106,34 @@ def run(args: argparse.Namespace) -> int:
     from megatron_lwz.plan.report import render
     from megatron_lwz.plan.search import Fixed, plan
 
+    from megatron_lwz.plan.recipe import from_recipe
+
+    shipped = None
     try:
-        shape, job, gpu = shape_from_args(args), job_from_args(args), gpu_named(args.gpu)
+        if args.config:
+            recipe = from_recipe(args.config)
+            shape, job, gpus, shipped = recipe.shape, recipe.job, args.gpus or recipe.gpus, recipe.layout
+        else:
+            if not args.gpus:
+                raise ValueError("give --gpus N (or --config RECIPE)")
+            shape, job, gpus = shape_from_args(args), job_from_args(args), args.gpus
+        gpu = gpu_named(args.gpu)
         fixed = Fixed(tp=args.tp, pp=args.pp, vpp=args.vpp, sp=args.sp, recompute=args.recompute, fp8=args.fp8)
         recipes = calibration.load(args.calibration) if args.calibration else None
         scales = calibration.category_scales(job.kind, recipes)
         headroom = args.headroom if args.headroom is not None else (0.08 if scales else 0.15)
-        preds = plan(shape, args.gpus, gpu, job, fixed, scales=scales, headroom=headroom)
-    except ValueError as err:
+        preds = plan(shape, gpus, gpu, job, fixed, scales=scales, headroom=headroom, tie_band=args.tie_band)
+    except ValueError as err:  # ConfigError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 1
-    table, record = render(preds[: args.top], shape, job, gpu, args.gpus, scales, total=len(preds), headroom=headroom)
+    table, record = render(preds[: args.top], shape, job, gpu, gpus, scales, total=len(preds), headroom=headroom,
+                           tie_band=args.tie_band)
     record["headroom"] = headroom
+    if shipped is not None:
+        where = next((i for i, p in enumerate(preds, 1) if p.layout == shipped), None)
+        record["recipe"] = {"path": args.config, "layout": shipped.as_dict(), "rank": where}
+        table += (f"\n{args.config}: its layout ranks #{where} of {len(preds)}" if where else
+                  f"\n{args.config}: its layout is not among the candidates (fixed flags exclude it)")
     print(table)
     print(json.dumps(record, sort_keys=True, separators=(",", ":")), flush=True)
     return 0

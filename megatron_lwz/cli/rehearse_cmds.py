@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--job", choices=("pretrain", "train-rm", "grpo"), help="default: from the recipe's keys")
     parser.add_argument("--world-size", type=int, help="default: the recipe's parallel.world_size, else TP×PP×CP")
     parser.add_argument("--ranks", help="comma-separated ranks (default: 0 and the last rank = first and last stage)")
-    parser.add_argument("--steps", type=int, default=1, help="optimizer steps / GRPO iterations per rank")
+    parser.add_argument("--steps", type=int, default=2, help="optimizer steps / GRPO iterations per rank (default 2: Adam's "
+                        "moments appear at the first optimizer step, so the second step's peak is the run's)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per rehearsed rank")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, as for the job itself")
 

@@ -59,7 +59,7 @@ def _tensor_collective(op: str, tensor_args: Callable[..., list]):
         if group is None:
             group = next((a for a in args if isinstance(a, dist.ProcessGroup)), None)
         _check_tensors(op, group, tensor_args(*args, **kwargs))
-        return _DoneWork() if kwargs.get("async_op") else None
+        return _DoneWork() if kwargs.get("async_op") or op in ("isend", "irecv") else None  # isend/irecv: always a Work
     return fn
 
 

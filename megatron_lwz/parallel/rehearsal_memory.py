@@ -59,13 +59,16 @@ class MemoryTracker:
     def track(self, t: torch.Tensor) -> None:
         if self._paused:
             return
-        key = t.untyped_storage()._cdata
+        key, nbytes = t.untyped_storage()._cdata, t.untyped_storage().nbytes()
         entry = self._refs.get(key)
         if entry is None:
-            entry = self._refs[key] = [t.untyped_storage().nbytes(), 0]
-            self.live += entry[0]
-            self.live_peak = max(self.live_peak, self.live)
-            self.peak = max(self.peak, self.resident())
+            entry = self._refs[key] = [nbytes, 0]
+            self.live += nbytes
+        elif entry[0] != nbytes:  # resized in place, or a freed storage's address reused (see resync)
+            self.live += nbytes - entry[0]
+            entry[0] = nbytes
+        self.live_peak = max(self.live_peak, self.live)
+        self.peak = max(self.peak, self.resident())
         entry[1] += 1
         weakref.finalize(t, self._release, key)
 
@@ -82,8 +85,10 @@ class MemoryTracker:
         """Recount live storages from the garbage collector's view of meta tensors.
 
         Finalizers see Python tensor objects, so a storage swapped out under a live object
-        (``param.data = buffer_view`` in megatron's DDP) would stay counted; phases start from a
-        recount (the per-op count then measures the phase's own growth)."""
+        (``param.data = buffer_view`` in megatron's DDP) would stay counted — and its address, once
+        freed, is reused by a later storage (megatron's grad buffer), which must then count at its own
+        size: entries take the size found now. Phases start from a recount (the per-op count then
+        measures the phase's own growth)."""
         import gc
 
         found: dict[int, tuple[int, torch.Tensor]] = {}
@@ -96,6 +101,8 @@ class MemoryTracker:
             if key not in self._refs:
                 self._refs[key] = [nbytes, 1]
                 weakref.finalize(tensor, self._release, key)
+            else:
+                self._refs[key][0] = nbytes
         self.live = sum(entry[0] for entry in self._refs.values())
         self.live_peak = max(self.live_peak, self.live)
 

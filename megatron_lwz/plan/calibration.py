@@ -14,13 +14,28 @@ import statistics
 from pathlib import Path
 
 from megatron_lwz.plan.hardware import gpu as gpu_named
-from megatron_lwz.plan.memory import memory_breakdown
+from megatron_lwz.plan.memory import memory_breakdown, peak_gib
 from megatron_lwz.plan.shape import from_preset
-from megatron_lwz.plan.spec import Job, Layout
+from megatron_lwz.plan.spec import GrpoSpec, Job, Layout
 
 CALIBRATION_FILE = Path(__file__).with_name("memory_calibration.json")
 """The calibration table: ``recipes.<recipe path>.measured_gib.<category>`` in GiB (null = unmeasured)."""
 
+
+UNCALIBRATED = frozenset({"context", "logits"})
+"""Measured categories that are not the formula's quantity, so never calibrated on their own: ``context``
+is set by assumption in the rehearsal, not measured (CUDA context + NCCL buffers, ``memory.CONTEXT_GIB``);
+the rehearsal's ``logits`` probe sees the output layer's bf16 tensor only, while the formula's logits are
+the loss's whole working set (bf16 logits + fp32 softmax and gradient) — which the rehearsal's activation
+peak includes, hence ``COVERS``."""
+BY_RECOMPUTE = frozenset({"activations"})
+"""Categories whose make-up changes with the recompute mode (full: layer inputs + one layer; none:
+everything), so entries also give a factor per mode, ``activations@full``, used for layouts in that
+mode; a mode without an entry takes the kind's mean factor."""
+COVERS = {"activations": ("activations", "logits")}
+"""A measured category that covers several formula categories: the rehearsal's activation peak is
+everything the forward-backward schedule allocates, the loss's logits working set included, so it is
+compared with the formula's activations + logits and its factor scales both."""
 
 REHEARSAL_NAMES = {"params_gib": "weights", "grads_gib": "grads", "optimizer_gib": "optimizer",
                    "activations_peak_gib": "activations", "logits_gib": "logits", "rm_gib": "rm_weights",
@@ -54,9 +69,25 @@ def entry_formula(entry: dict) -> dict[str, float]:
     tp, pp = lay["tp"], lay["pp"]
     layout = Layout(tp=tp, pp=pp, vpp=lay.get("vpp"), dp=entry["gpus"] // (tp * pp), sp=lay["sp"],
                     recompute=lay["recompute"], fp8=lay["fp8"])
-    job = Job(kind=entry["job"], seq_length=entry["seq_length"], global_batch=entry["global_batch"])
-    gpu_named(entry["gpu"])  # validates the name
-    return memory_breakdown(from_preset(entry["model"]), layout, job)
+    return memory_breakdown(from_preset(entry["model"]), layout, entry_job(entry), gpu_named(entry["gpu"]).hbm_gib)
+
+
+def entry_job(entry: dict) -> Job:
+    """The job of a recipe entry as rehearsed: no userbuffers (TE overlap is off in the rehearsal) unless
+    the entry says ``tp_comm_overlap``; GRPO entries name their ``rm_model`` and ``gen_mem_fraction``."""
+    grpo = GrpoSpec()
+    if entry["job"] == "grpo":
+        rm = entry.get("rm_model")
+        grpo = GrpoSpec(rm=from_preset(rm) if rm else None,
+                        gen_mem_fraction=float(entry.get("gen_mem_fraction", grpo.gen_mem_fraction)))
+    return Job(kind=entry["job"], seq_length=entry["seq_length"], global_batch=entry["global_batch"],
+               tp_comm_overlap=bool(entry.get("tp_comm_overlap", False)), grpo=grpo)
+
+
+def entry_peak_gib(entry: dict, scales: dict[str, float] | None = None) -> float:
+    """The planner's peak GiB at a recipe entry's rehearsed configuration (``scales`` None = formula only),
+    to set beside the rehearsal's measured ``peak_gib``."""
+    return peak_gib(apply(entry_formula(entry), scales or {}, entry["layout"]["recompute"]), entry_job(entry))
 
 
 def category_scales(kind: str, recipes: dict | None = None) -> dict[str, float]:
@@ -71,13 +102,26 @@ def category_scales(kind: str, recipes: dict | None = None) -> dict[str, float]:
             continue
         formula = entry_formula(entry)
         for cat, value in values.items():
+            if cat in UNCALIBRATED:
+                continue
             if cat not in formula:
                 raise ValueError(f"{CALIBRATION_FILE.name}: {name}: unknown category {cat!r}; use {sorted(formula)}")
-            if formula[cat] > 0:
-                ratios.setdefault(cat, []).append(value / formula[cat])
+            predicted = sum(formula[c] for c in COVERS.get(cat, (cat,)))
+            if predicted > 0:
+                ratios.setdefault(cat, []).append(value / predicted)
+                if cat in BY_RECOMPUTE:
+                    ratios.setdefault(f"{cat}@{entry['layout']['recompute']}", []).append(value / predicted)
     return {cat: statistics.fmean(vals) for cat, vals in ratios.items()}
 
 
-def apply(parts: dict[str, float], scales: dict[str, float]) -> dict[str, float]:
-    """``parts`` with each category multiplied by its factor (1 when uncalibrated)."""
-    return {k: v * scales.get(k, 1.0) for k, v in parts.items()}
+def apply(parts: dict[str, float], scales: dict[str, float], recompute: str | None = None) -> dict[str, float]:
+    """``parts`` with each category multiplied by its factor: ``cat@recompute`` when there is one, else
+    ``cat``, else 1; ``COVERS``: the factor of a covering category scales each category it covers."""
+    def of(cat: str) -> float | None:
+        return scales.get(f"{cat}@{recompute}", scales.get(cat))
+
+    factor = {k: v for k, v in scales.items() if "@" not in k}
+    for cat, covered in COVERS.items():
+        if of(cat) is not None:
+            factor.update({c: of(cat) for c in covered})
+    return {k: v * factor.get(k, 1.0) for k, v in parts.items()}

@@ -122,7 +122,8 @@ def grpo_time(shape: ModelShape, lay: Layout, job: Job, gpu: Gpu, gpus: int) -> 
     # needs one shape; rl/batching.py), i.e. to ~prompt + response_max.
     if lay.pp > 1:
         sample_len = min(job.seq_length, spec.prompt_mean + spec.response_max)
-    per_sample = replace(job, kind="cpt", seq_length=sample_len, global_batch=samples)
+    per_sample = replace(job, kind="cpt", seq_length=sample_len, global_batch=samples,
+                         tp_comm_overlap=job.userbuffers)  # our GRPO trainer runs without TE userbuffers
     train = step_time(shape, lay, per_sample, gpu, optimizer_steps=spec.minibatches).total
     full = step_time(shape, replace(lay, recompute="none"), per_sample, gpu)
     logprob = (full.compute + full.tp_comm + full.pp_bubble) / 3

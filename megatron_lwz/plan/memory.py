@@ -30,10 +30,17 @@ from megatron_lwz.plan.hardware import GIB, Gpu
 from megatron_lwz.plan.shape import ModelShape
 from megatron_lwz.plan.spec import Job, Layout
 
-CONTEXT_GIB = 4.0
-"""CUDA context, NCCL buffers, TE workspaces and allocator slack per GPU (the recipes' estimate)."""
+CONTEXT_GIB = 1.5
+"""CUDA context (~0.5 GiB) and NCCL communicator buffers (~1 GiB at 64 ranks) per GPU: an assumption
+shared with the rehearsal (``parallel/rehearsal.py`` CONTEXT_BYTES, pinned equal by a test), which
+cannot measure it on CPU, so it is never calibrated. Allocator fragmentation is the headroom's job."""
 VLLM_ASLEEP_GIB = 1.0
 """What a level-2-asleep vLLM keeps on its GPUs while the trainer runs."""
+UB_BUFFERS_AG, UB_BUFFERS_RS = 8, 4
+"""TE 2.20 ``initialize_ub`` registers one ``[tokens, hidden]`` userbuffer per overlapped GEMM: 8
+all-gather ones (uint8 under FP8, else bf16) and 4 reduce-scatter ones (bf16)
+(transformer_engine/pytorch/module/base.py, ``layers_all_gather_overlap`` /
+``layers_reduce_scatter_overlap``), whatever the TP size."""
 LOGIT_BYTES = {"cpt": 10, "grpo": 16, "rm": 0}
 """Bytes per logit element on the last stage, by job kind (module doc)."""
 
@@ -88,9 +95,19 @@ def logits_bytes(shape: ModelShape, lay: Layout, job: Job) -> float:
     return tokens * padded_vocab(shape.vocab, lay.tp) / lay.tp * LOGIT_BYTES[job.kind]
 
 
-def memory_breakdown(shape: ModelShape, lay: Layout, job: Job) -> dict[str, float]:
+def userbuffer_bytes(shape: ModelShape, lay: Layout, job: Job) -> float:
+    """TE userbuffers of TP-communication overlap (``UB_BUFFERS_*``); 0 when it is off."""
+    if not (job.userbuffers and lay.sp and lay.tp > 1):
+        return 0.0
+    tokens = job.seq_length * job.micro_batch
+    return tokens * shape.hidden * (UB_BUFFERS_AG * (1 if lay.fp8 else 2) + UB_BUFFERS_RS * 2)
+
+
+def memory_breakdown(shape: ModelShape, lay: Layout, job: Job, hbm_gib: float | None = None) -> dict[str, float]:
     """GiB per category on the busiest GPU: the first pipeline stage (most activations) or the last
-    (logits), whichever holds more; with PP = 1 one GPU holds both."""
+    (logits), whichever holds more; with PP = 1 one GPU holds both. GRPO adds the RM's weights and
+    vLLM's budget ``gen_mem_fraction × hbm_gib`` while awake (rollout; :func:`peak_gib` puts the
+    phases together)."""
     first, last = params_per_gpu(shape, lay)
     stages = [(first, activation_bytes(shape, lay, job), 0.0 if lay.pp > 1 else logits_bytes(shape, lay, job))]
     if lay.pp > 1:
@@ -105,21 +122,29 @@ def memory_breakdown(shape: ModelShape, lay: Layout, job: Job) -> dict[str, floa
             "activations": act / GIB,
             "logits": logits / GIB,
             "context": CONTEXT_GIB,
+            "userbuffers": userbuffer_bytes(shape, lay, job) / GIB,
         }
         if job.kind == "grpo":
+            if hbm_gib is None:
+                raise ValueError("memory_breakdown of a GRPO job needs hbm_gib (vLLM's budget is a share of it)")
             rm = job.grpo.rm
             out["rm_weights"] = (2 * rm.num_params() / lay.tp / GIB) if rm else 0.0
-            out["vllm"] = VLLM_ASLEEP_GIB
+            out["vllm"] = job.grpo.gen_mem_fraction * hbm_gib
         if sum(out.values()) > sum(best.values()):
             best = out
     return best
 
 
-def peak_gib(parts: dict[str, float], job: Job, gpu: Gpu) -> float:
-    """Peak GiB: training phase (all categories); for GRPO also the rollout phase (state + RM +
-    vLLM's share, no activations), whichever is larger."""
-    train = sum(parts.values())
-    if job.kind != "grpo":
-        return train
+def grpo_phase_gib(parts: dict[str, float]) -> dict[str, float]:
+    """GRPO's two memory phases on one GPU: ``rollout`` = trainer state + RM + vLLM awake (no
+    activations), ``train`` = trainer state + RM + activations + logits + a level-2-asleep vLLM."""
     resident = sum(v for k, v in parts.items() if k not in ("activations", "logits", "vllm"))
-    return max(train, resident + job.grpo.gen_mem_fraction * gpu.hbm_gib)
+    return {"rollout": resident + parts["vllm"],
+            "train": resident + parts["activations"] + parts["logits"] + VLLM_ASLEEP_GIB}
+
+
+def peak_gib(parts: dict[str, float], job: Job, gpu: Gpu | None = None) -> float:
+    """Peak GiB: all categories at once; GRPO: the larger of its two phases (:func:`grpo_phase_gib`)."""
+    if job.kind != "grpo":
+        return sum(parts.values())
+    return max(grpo_phase_gib(parts).values())

@@ -20,7 +20,7 @@ PHASE_COLUMNS = {"cpt": ["compute", "tp_comm", "pp_bubble", "dp_comm"], "rm": ["
 
 
 def render(preds: list, shape: ModelShape, job: Job, gpu: Gpu, gpus: int, scales: dict[str, float],
-           total: int, headroom: float) -> tuple[str, dict]:
+           total: int, headroom: float, tie_band: float = 0.02) -> tuple[str, dict]:
     """(markdown table with notes, JSON record) for the ranked predictions."""
     rows = []
     for i, p in enumerate(preds, 1):
@@ -30,8 +30,9 @@ def render(preds: list, shape: ModelShape, job: Job, gpu: Gpu, gpus: int, scales
     phases = [Column(key=f"{k} s", header=f"{k} s", fmt=".1f") for k in PHASE_COLUMNS[job.kind]]
     best = preds[0]
     notes = [f"{total} candidate layouts; 'fits' = peak ≤ {(1 - headroom) * gpu.hbm_gib:.1f} GiB ({1 - headroom:.0%} of "
-             f"{gpu.hbm_gib:.1f}); ranked by fit, "
-             "then tokens/s/GPU. MFU = model FLOPs (no recompute) / BF16 peak.",
+             f"{gpu.hbm_gib:.1f}); ranked by fit, then tokens/s/GPU, except that fitting layouts within "
+             f"{tie_band:.0%} of the best tokens/s/GPU count as tied and rank by memory (least first). "
+             "MFU = model FLOPs (no recompute) / BF16 peak.",
              "best layout memory (GiB): " + ", ".join(f"{k} {v:.1f}" for k, v in best.mem_parts.items()),
              ("memory calibrated by measured/formula factors: " + ", ".join(f"{k} ×{v:.2f}" for k, v in scales.items()))
              if scales else "memory: formula only (plan/memory_calibration.json has no measured numbers for this job)"]
@@ -44,5 +45,5 @@ def render(preds: list, shape: ModelShape, job: Job, gpu: Gpu, gpus: int, scales
     record = {"layouts": [{k: r[k] for k in keep} for r in rows], "candidates": total, "gpu": gpu.name, "gpus": gpus,
               "model": asdict(shape), "job": {"kind": job.kind, "seq_length": job.seq_length,
                                               "sequences_per_step": job.sequences_per_step},
-              "calibration": scales}
+              "calibration": scales, "tie_band": tie_band}
     return table, record

@@ -1,7 +1,8 @@
 """Enumerate TP/PP/VPP/SP/recompute/FP8 layouts, predict memory and step time, rank them.
 
-Ranking: layouts that fit in HBM first, then by predicted tokens/s/GPU (descending), then by
-memory. MFU is model FLOPs (``ModelShape.train_flops_per_token``, no recompute) ÷ BF16 peak,
+Ranking: layouts that fit in HBM first; among them, those within ``TIE_BAND`` of the best predicted
+tokens/s/GPU rank by memory (least first: a throughput difference the model cannot resolve does not
+buy less headroom), then the rest by tokens/s/GPU (descending), then by memory. MFU is model FLOPs (``ModelShape.train_flops_per_token``, no recompute) ÷ BF16 peak,
 also for FP8 layouts (the usual convention; FP8 shows up as MFU > the BF16 ceiling).
 """
 
@@ -89,6 +90,9 @@ def candidates(shape: ModelShape, gpus: int, gpu: Gpu, job: Job, fixed: Fixed = 
     return out
 
 
+TIE_BAND = 0.02
+"""Predicted throughputs within this share of the best fitting layout's count as a tie (the time model's
+spread on the held-out published runs is ±15 %, docs/planning.md); 0 ranks by throughput alone."""
 HEADROOM = 0.08
 """Share of HBM kept free when the job's memory is calibrated (fragmentation, NCCL growth, spikes)."""
 HEADROOM_UNCALIBRATED = 0.15
@@ -98,8 +102,8 @@ HEADROOM_UNCALIBRATED = 0.15
 def predict(shape: ModelShape, lay: Layout, job: Job, gpu: Gpu, gpus: int,
             scales: dict[str, float] | None = None, headroom: float = HEADROOM) -> Prediction:
     """Memory and time of one layout; it fits when its peak ≤ (1 − ``headroom``) × HBM."""
-    formula = memory_breakdown(shape, lay, job)
-    parts = calibration.apply(formula, scales or {})
+    formula = memory_breakdown(shape, lay, job, gpu.hbm_gib)
+    parts = calibration.apply(formula, scales or {}, lay.recompute)
     mem, mem_formula = peak_gib(parts, job, gpu), peak_gib(formula, job, gpu)
     if job.kind == "grpo":
         t = grpo_time(shape, lay, job, gpu, gpus)
@@ -120,8 +124,20 @@ def predict(shape: ModelShape, lay: Layout, job: Job, gpu: Gpu, gpus: int,
                       parts_s=phases, mem_parts=parts)
 
 
+def rank(preds: list[Prediction], tie_band: float = TIE_BAND) -> list[Prediction]:
+    """``preds`` best first (module doc)."""
+    best = max((p.tokens_per_s_per_gpu for p in preds if p.fits), default=0.0)
+
+    def key(p: Prediction) -> tuple:
+        tied = p.fits and p.tokens_per_s_per_gpu >= (1 - tie_band) * best
+        return (not p.fits, not tied, p.mem_gib if tied else 0.0, -p.tokens_per_s_per_gpu, p.mem_gib)
+
+    return sorted(preds, key=key)
+
+
 def plan(shape: ModelShape, gpus: int, gpu: Gpu, job: Job, fixed: Fixed = Fixed(),
-         scales: dict[str, float] | None = None, headroom: float | None = None) -> list[Prediction]:
+         scales: dict[str, float] | None = None, headroom: float | None = None,
+         tie_band: float = TIE_BAND) -> list[Prediction]:
     """All candidate layouts, best first (module doc); ``scales`` None = the shipped calibration;
     ``headroom`` None = ``HEADROOM`` when ``scales`` has factors, else ``HEADROOM_UNCALIBRATED``."""
     if scales is None:
@@ -132,5 +148,4 @@ def plan(shape: ModelShape, gpus: int, gpu: Gpu, job: Job, fixed: Fixed = Fixed(
     if not preds:
         raise ValueError(f"no layout of {gpus} GPUs fits the model/batch constraints (heads, layers and batch must "
                          "divide); relax the fixed flags or change --gpus / --global-batch")
-    preds.sort(key=lambda p: (not p.fits, -p.tokens_per_s_per_gpu, p.mem_gib))
-    return preds
+    return rank(preds, tie_band)

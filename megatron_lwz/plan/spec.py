@@ -75,7 +75,8 @@ class Job:
     micro_batch: int = 1
     """Sequences per micro-batch (rm: pairs)."""
     tp_comm_overlap: bool = True
-    """TE userbuffers overlap of TP all-gather/reduce-scatter with GEMMs (needs SP)."""
+    """TE userbuffers overlap of TP all-gather/reduce-scatter with GEMMs (needs SP; cpt only, see
+    :attr:`userbuffers`)."""
     overlap_grad_reduce: bool = True
     """DP gradient reduce-scatter overlapped with backward."""
     overlap_param_gather: bool = True
@@ -84,6 +85,13 @@ class Job:
     """Adam state sharded over DP."""
     grpo: GrpoSpec = field(default_factory=GrpoSpec)
     """Rollout and RM shape (kind=grpo only)."""
+
+    @property
+    def userbuffers(self) -> bool:
+        """TP-communication overlap is in effect: asked for and the job is ``cpt``. TE userbuffers are
+        registered once for one micro-batch shape (parallel/tp_overlap.py), so our RM (pairs) and GRPO
+        (packed samples) trainers run without them, and the planner models them that way."""
+        return self.tp_comm_overlap and self.kind == "cpt"
 
     @property
     def sequences_per_step(self) -> int:

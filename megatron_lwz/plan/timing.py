@@ -7,7 +7,8 @@ work, and the three communication patterns of Megatron (Narayanan et al. 2021, �
   ``bytes·(t−1)/t ÷ bus bandwidth`` on NVLink (on the NIC when TP spans nodes). Exposed fully,
   or ``TP_OVERLAP_EXPOSED`` of it with TE userbuffers overlap (needs SP).
 * **PP**: 1F1B; the step takes ``(m + (p−1)/v)`` slowest-stage micro-batch times (bubble
-  ``(p−1)/(v·m)``, Narayanan eq. 2 with interleaving), plus point-to-point sends of ``s·b·h/t``.
+  ``(p−1)/(v·m)``, Narayanan eq. 2 with interleaving), plus point-to-point sends of ``s·b·h/t``
+  over the NIC once the job spans nodes (megatron's rank order puts PP outermost).
 * **DP**: reduce-scatter of fp32 grads (4 B/param) and all-gather of bf16 params (2 B/param),
   ring cost ``(d−1)/d``; with overlap the reduce-scatter hides behind the last micro-batch's
   backward and the all-gather behind the first forward, the rest is exposed.
@@ -84,7 +85,7 @@ def micro_batch_seconds(shape: ModelShape, lay: Layout, job: Job, gpu: Gpu, seq:
         ops = 8 + (4 if lay.recompute == "full" else 0)
         bw = (gpu.nvlink_bw if lay.tp <= gpu.gpus_per_node else gpu.net_bw) * gpu.link_eff
         comm = ops * shape.layers / lay.pp * tokens * shape.hidden * 2 * (lay.tp - 1) / lay.tp / bw
-        if job.tp_comm_overlap and lay.sp:
+        if job.userbuffers and lay.sp:
             comm *= TP_OVERLAP_EXPOSED
     return layers, logits, comm
 
@@ -120,7 +121,10 @@ def step_time(shape: ModelShape, lay: Layout, job: Job, gpu: Gpu, seq: int | Non
     if lay.pp > 1:
         tokens = seq * job.micro_batch * (2 if job.kind == "rm" else 1)
         msg = tokens * shape.hidden * 2 / (lay.tp if lay.sp else 1)
-        bw = (gpu.net_bw if lay.tp >= gpu.gpus_per_node else gpu.nvlink_bw) * gpu.link_eff
+        # megatron orders ranks tp-cp-dp-pp: pipeline neighbours are GPUs/PP ranks apart, so once the
+        # job spans nodes some stage boundary crosses the network and the pipeline runs at its pace
+        spans_nodes = lay.tp * lay.pp * lay.dp > gpu.gpus_per_node
+        bw = (gpu.net_bw if spans_nodes else gpu.nvlink_bw) * gpu.link_eff
         p2p = (m + lay.pp - 1) * 2 * v * msg / bw * (0.5 if lay.vpp else 1.0)
     bubble = (lay.pp - 1) / v * (avg + tp) + p2p
     gemm_p, _ = _passes(lay)

@@ -87,3 +87,39 @@ def test_old_token_count_fails():
         dist.all_reduce(local, group=ctx.dp_cp_group)
     """)
     assert out.returncode != 0 and "host tensor" in out.stderr
+
+
+def test_unbatched_p2p_returns_work_objects():
+    """megatron's interleaved schedule (overlap_p2p_comm, batch_p2p_comm off) calls isend/irecv and
+    waits on what they return: the stand-in world must hand back a Work, as torch does."""
+    out = _run("""
+        from megatron.core import parallel_state as ps
+        group = ps.get_pipeline_model_parallel_group()
+        t = torch.zeros(4, device="cuda")
+        reqs = [dist.isend(t, 8, group=group), dist.irecv(t, 8, group=group)]
+        for req in reqs:
+            req.wait()
+        print("OK", dict(rehearsal.COUNTS)["isend"])
+    """)
+    assert out.returncode == 0 and "OK 1" in out.stdout, out.stderr[-3000:]
+
+
+def test_tracker_counts_a_storage_at_its_current_size():
+    """A tracked storage key can come back bigger: resized in place, or a freed storage's address reused
+    by a later allocation while the old tensor object lives on (megatron's DDP swaps ``param.data``; the
+    reused address then held the 17 GiB grad buffer and the 72B RM's peak read 11 GiB low)."""
+    import torch
+
+    from megatron_lwz.parallel.rehearsal_memory import MemoryTracker
+
+    tracker = MemoryTracker()
+    a = torch.empty(16, device="meta")
+    tracker.track(a)
+    a.untyped_storage().resize_(4096)
+    tracker.track(a[:2])  # a new view of the same (now bigger) storage
+    assert tracker.live == 4096 and tracker.peak == 4096
+    b = torch.empty(8, device="meta")
+    tracker.track(b)
+    b.untyped_storage().resize_(1024)
+    tracker.resync()  # the recount takes the size found now
+    assert tracker._refs[b.untyped_storage()._cdata][0] == 1024

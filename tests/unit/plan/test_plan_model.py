@@ -43,7 +43,7 @@ def test_activations_equal_korthikanti_without_dropout():
 
 def test_tp8_pp2_full_recompute_matches_hand_arithmetic():
     # The CPT recipe's previous layout, worked by hand in its comments: weights 3.8, grads 7.6,
-    # Adam 5.7, FP8 3.8, logits 5.8, context 4.0 GiB; 2.05B params per GPU at TP 8 × PP 2.
+    # Adam 5.7, FP8 3.8, logits 5.8, context 1.5, TE userbuffers 2.5 GiB; 2.05B params per GPU at TP 8 × PP 2.
     parts = memory_breakdown(from_preset("qwen2.5-32b"),
                              _lay(tp=8, pp=2, dp=4, sp=True, recompute="full", fp8=True),
                              Job(kind="cpt", seq_length=32768, global_batch=512))
@@ -114,3 +114,77 @@ def test_grpo_workload_mean_and_rollout_simulator():
     assert rollout_seconds(shape, g, 4, job) == pytest.approx(expect)
     # weights alone bound a decode step from below: ≥ 4096 steps × weights / TP / HBM bandwidth
     assert expect > 4096 * 2 * n / 4 / g.hbm_bw
+
+
+def test_context_is_the_rehearsals_assumption():
+    from megatron_lwz.parallel.rehearsal import CONTEXT_BYTES
+    from megatron_lwz.plan.memory import CONTEXT_GIB
+
+    assert CONTEXT_GIB == CONTEXT_BYTES / GIB
+
+
+def test_userbuffers_follow_te_initialize_ub():
+    # TE 2.20 registers 12 [tokens, hidden] buffers: 8 all-gather (uint8 under FP8) + 4 reduce-scatter (bf16)
+    shape, job = from_preset("qwen2.5-32b"), Job(kind="cpt", seq_length=32768, global_batch=512)
+    tokens_h = 32768 * 5120
+    fp8 = memory_breakdown(shape, _lay(tp=8, pp=4, dp=2, sp=True, fp8=True), job)["userbuffers"]
+    bf16 = memory_breakdown(shape, _lay(tp=8, pp=4, dp=2, sp=True), job)["userbuffers"]
+    assert fp8 == pytest.approx(tokens_h * (8 * 1 + 4 * 2) / GIB) and bf16 == pytest.approx(tokens_h * 24 / GIB)
+    assert memory_breakdown(shape, _lay(tp=8, pp=4, dp=2), job)["userbuffers"] == 0  # no SP: no overlap
+    rm = Job(kind="rm", seq_length=16384, global_batch=128)  # variable shapes: our RM trainer runs without
+    assert not rm.userbuffers and memory_breakdown(shape, _lay(tp=8, pp=4, dp=2, sp=True), rm)["userbuffers"] == 0
+
+
+def test_grpo_peak_is_the_larger_phase():
+    from megatron_lwz.plan.memory import VLLM_ASLEEP_GIB, grpo_phase_gib, peak_gib
+    from megatron_lwz.plan.spec import GrpoSpec
+
+    job = Job(kind="grpo", seq_length=16384, grpo=GrpoSpec(rm=from_preset("qwen2.5-72b"), gen_mem_fraction=0.32))
+    parts = memory_breakdown(from_preset("qwen2.5-32b"), _lay(tp=8, dp=8, sp=True, recompute="full"), job, 79.6)
+    assert parts["vllm"] == pytest.approx(0.32 * 79.6)  # awake budget, whatever the trainer layout
+    resident = sum(v for k, v in parts.items() if k not in ("activations", "logits", "vllm"))
+    phases = grpo_phase_gib(parts)
+    assert phases["rollout"] == pytest.approx(resident + 0.32 * 79.6)
+    assert phases["train"] == pytest.approx(resident + parts["activations"] + parts["logits"] + VLLM_ASLEEP_GIB)
+    assert peak_gib(parts, job) == max(phases.values()) < sum(parts.values())
+    with pytest.raises(ValueError, match="hbm_gib"):
+        memory_breakdown(from_preset("qwen2.5-32b"), _lay(tp=8, dp=8), job)
+
+
+def test_calibrated_activation_peak_covers_the_logits():
+    from megatron_lwz.plan import calibration
+
+    parts = {"activations": 2.0, "logits": 4.0, "weights": 1.0}
+    assert calibration.apply(parts, {"activations": 0.5, "weights": 2.0}) == {"activations": 1.0, "logits": 2.0,
+                                                                             "weights": 2.0}
+    entry = calibration.load()["examples/grpo/qwen2.5-32b_longwriter.yaml"]
+    formula = calibration.entry_formula(entry)
+    scales = calibration.category_scales("grpo")
+    assert entry["layout"]["recompute"] == "full"
+    assert scales["activations@full"] == pytest.approx(entry["measured_gib"]["activations"]
+                                                       / (formula["activations"] + formula["logits"]))
+    assert "logits" not in scales and "context" not in calibration.category_scales("cpt")
+    # the per-mode factor is the one a layout in that mode gets; other modes get the kind's mean
+    parts = {"activations": 1.0, "logits": 1.0}
+    assert calibration.apply(parts, scales, "full")["logits"] == pytest.approx(scales["activations@full"])
+    assert calibration.apply(parts, scales, "selective")["logits"] == pytest.approx(scales["activations"])
+
+
+def test_tie_band_prefers_memory_among_near_equal_throughputs():
+    from megatron_lwz.plan.search import Prediction, rank
+
+    def pred(tps, mem, fits=True):
+        return Prediction(layout=_lay(tp=int(mem)), mem_gib=mem, mem_formula_gib=mem, fits=fits, step_s=1.0, mfu=0.1,
+                          tokens_per_s_per_gpu=tps)
+
+    a, b, c, d = pred(1000, 70), pred(990, 50), pred(950, 30), pred(2000, 10, fits=False)
+    assert [p.mem_gib for p in rank([a, b, c, d])] == [50, 70, 30, 10]  # b ties a (1 %), c does not (5 %)
+    assert [p.mem_gib for p in rank([a, b, c, d], tie_band=0.0)] == [70, 50, 30, 10]
+
+
+def test_pipeline_p2p_crosses_the_network_once_the_job_spans_nodes():
+    shape, job, g = from_preset("qwen2.5-7b"), Job(kind="cpt", seq_length=4096, global_batch=64), gpu("h100")
+    one_node = step_time(shape, _lay(tp=2, pp=4, dp=1), job, g).pp_bubble
+    two_nodes = step_time(shape, _lay(tp=2, pp=4, dp=2), job, g).pp_bubble  # PP neighbours 4 ranks apart
+    per_mb = 4096 * 3584 * 2 / (0.8 * g.nvlink_bw)
+    assert two_nodes > one_node and two_nodes - one_node > per_mb
