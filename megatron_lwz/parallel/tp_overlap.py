@@ -26,8 +26,13 @@ def overlap_tokens(cfg: Any) -> int:
 
 
 def init_tp_comm_overlap(tokens: int, hidden: int, tp: int, fp8: bool) -> None:
-    """``transformer_engine.pytorch.module.base.initialize_ub`` for a ``[tokens, hidden]`` buffer."""
-    import torch
-    from transformer_engine.pytorch.module.base import initialize_ub
+    """``transformer_engine.pytorch.module.base.initialize_ub`` for a ``[tokens, hidden]`` buffer.
 
-    initialize_ub(shape=[tokens, hidden], tp_size=tp, use_fp8=fp8, dtype=torch.bfloat16, bootstrap_backend="nccl")
+    TE 2.20.2 takes ``quantization_modes`` (``use_fp8`` is deprecated there): one mode, FP8 when the
+    GEMMs run in FP8 (its 8 all-gather buffers are then uint8; plan/memory.py counts them)."""
+    import torch
+    from transformer_engine.pytorch.module.base import UserBufferQuantizationMode, initialize_ub
+
+    mode = UserBufferQuantizationMode.FP8 if fp8 else UserBufferQuantizationMode.NONE
+    initialize_ub(shape=[tokens, hidden], tp_size=tp, quantization_modes=[mode], dtype=torch.bfloat16,
+                  bootstrap_backend="nccl")

@@ -22,11 +22,15 @@ State per parameter: bf16 weights 2 B, fp32 main grads 4 B (grad_reduce_in_fp32)
 master + m + v 12 B (÷ DP with the distributed optimizer), FP8 weight + transpose copies 2 B.
 The last stage adds the logits: ``s·b·V/t`` × 10 B for the LM loss (bf16 logits, fp32 softmax,
 fp32 grad), × 16 B for GRPO (log-probs and entropy too), none for the RM's scalar head.
+Fixed per GPU: CUDA context + NCCL buffers (``CONTEXT_GIB``) and, with TP overlap, TE's userbuffers
+(``UB_BUFFERS_*``). GRPO (:func:`grpo_phase_gib`): the RM's bf16 weights stay resident; vLLM holds
+``gen_mem_fraction × HBM`` while it generates and ``VLLM_ASLEEP_GIB`` while the trainer runs.
+The rehearsal's measurements rescale these categories (``calibration.py``).
 """
 
 from __future__ import annotations
 
-from megatron_lwz.plan.hardware import GIB, Gpu
+from megatron_lwz.plan.hardware import GIB
 from megatron_lwz.plan.shape import ModelShape
 from megatron_lwz.plan.spec import Job, Layout
 
@@ -143,7 +147,7 @@ def grpo_phase_gib(parts: dict[str, float]) -> dict[str, float]:
             "train": resident + parts["activations"] + parts["logits"] + VLLM_ASLEEP_GIB}
 
 
-def peak_gib(parts: dict[str, float], job: Job, gpu: Gpu | None = None) -> float:
+def peak_gib(parts: dict[str, float], job: Job) -> float:
     """Peak GiB: all categories at once; GRPO: the larger of its two phases (:func:`grpo_phase_gib`)."""
     if job.kind != "grpo":
         return sum(parts.values())

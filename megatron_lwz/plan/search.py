@@ -2,8 +2,8 @@
 
 Ranking: layouts that fit in HBM first; among them, those within ``TIE_BAND`` of the best predicted
 tokens/s/GPU rank by memory (least first: a throughput difference the model cannot resolve does not
-buy less headroom), then the rest by tokens/s/GPU (descending), then by memory. MFU is model FLOPs (``ModelShape.train_flops_per_token``, no recompute) ÷ BF16 peak,
-also for FP8 layouts (the usual convention; FP8 shows up as MFU > the BF16 ceiling).
+buy less headroom), then the rest by tokens/s/GPU (descending), then by memory. MFU is model FLOPs
+(``ModelShape.train_flops_per_token``, no recompute) ÷ BF16 peak, also for FP8 layouts (the usual convention; FP8 shows up as MFU > the BF16 ceiling).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def predict(shape: ModelShape, lay: Layout, job: Job, gpu: Gpu, gpus: int,
     """Memory and time of one layout; it fits when its peak ≤ (1 − ``headroom``) × HBM."""
     formula = memory_breakdown(shape, lay, job, gpu.hbm_gib)
     parts = calibration.apply(formula, scales or {}, lay.recompute)
-    mem, mem_formula = peak_gib(parts, job, gpu), peak_gib(formula, job, gpu)
+    mem, mem_formula = peak_gib(parts, job), peak_gib(formula, job)
     if job.kind == "grpo":
         t = grpo_time(shape, lay, job, gpu, gpus)
         spec = job.grpo
