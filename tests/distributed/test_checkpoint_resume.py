@@ -3,7 +3,8 @@
 * 6 uninterrupted steps vs 3 steps + save + SIGKILL + resume in a fresh launch (from a
   differently seeded model) for 3 steps: identical losses, bit for bit (CPU, TP1×DP2);
 * the same in bf16 (bf16 params, fp32 main params);
-* resuming the same checkpoint at TP=2 and at PP=2 × VPP=2: losses within 1e-5;
+* resuming the same checkpoint at TP=2 and at PP=2 × VPP=2: losses within 1e-5; a PP=2 × VPP=2 save
+  loads weights-only at TP=1 (the Writing RM trained interleaved, scored by GRPO without);
 * RNG states restored exactly on the same layout; step, consumed counts and data state come back;
 * interrupted saves (a ``.tmp.*`` directory, a directory without ``.metadata``) are never picked,
   with or without the ``latest`` marker; missing and incompatible checkpoints give errors that
@@ -57,6 +58,18 @@ def test_resume_at_other_layout_from_tp1_checkpoint(runs, layout):
     first, resume = runs
     for got, want in zip(resume[f"resumed_{layout}"], first["ref"][3:], strict=True):
         assert abs(got - want) <= 1e-5 * abs(want), (resume[f"resumed_{layout}"], first["ref"][3:])
+
+
+def test_interleaved_checkpoint_loads_at_tp1(runs):
+    """Saved from PP2×VPP2 after steps 4–6, loaded weights-only into a TP1 model: the weights are the TP1
+    run's after the same steps (the layouts' losses agree to 1e-5, so the weights agree closely)."""
+    _, resume = runs
+    got, want = resume["sums_from_vpp"], resume["sums_after_resume"]
+    assert set(got) == set(want) and len(got) > 10
+    for name, value in want.items():
+        assert abs(got[name] - value) <= 1e-4 * max(1.0, abs(value)), (name, got[name], value)
+    moved = [n for n in want if abs(want[n] - resume["loaded_sums"][n]) > 1e-3 * max(1.0, abs(want[n]))]
+    assert len(moved) > 10, "steps 4–6 must move the weights (else the comparison is vacuous)"
 
 
 def test_state_and_rng_restored(runs):

@@ -86,6 +86,7 @@ def phase_resume(ckpt: Path, out: Path) -> None:
     draws = [None] * dist.get_world_size()
     dist.all_gather_object(draws, rng_draws())
     result.update(state=vars(state), rng_after_load=draws, resumed=train(trainer, range(state.step, TOTAL)))
+    result["sums_after_resume"] = param_sums(trainer)
     save_checkpoint(trainer, state_at(TOTAL), ckpt, config_dict={}, keep_last=2)
     parallel.destroy_model_parallel()
 
@@ -94,6 +95,12 @@ def phase_resume(ckpt: Path, out: Path) -> None:
     parallel.destroy_model_parallel()
     trainer = make_trainer(tp=1, seed=999, pp=2, vpp=2)  # model0 / model1 chunks, layers moved across ranks
     result["resumed_pp2vpp2"] = train(trainer, range(load_checkpoint(trainer, ckpt / "iter_0000003").step, TOTAL))
+    # saved from the interleaved layout, loaded weights-only at TP1 (a VPP-trained Writing RM scored by GRPO)
+    save_checkpoint(trainer, state_at(TOTAL), ckpt.with_name("ckpt_vpp"), config_dict={}, keep_last=1)
+    parallel.destroy_model_parallel()
+    trainer = make_trainer(tp=1, seed=7)
+    load_checkpoint(trainer, ckpt.with_name("ckpt_vpp"), weights_only=True)
+    result["sums_from_vpp"] = param_sums(trainer)
     parallel.destroy_model_parallel()
     trainer = make_trainer(tp=1, seed=999, reward_head=True)  # Writing-RM init from a policy checkpoint
     head_before = param_sums(trainer)["output_layer.weight"]
