@@ -134,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
         record["recipe"] = {"path": args.config, "layout": shipped.as_dict(), "rank": where}
         table += (f"\n{args.config}: its layout ranks #{where} of {len(preds)}" if where else
                   f"\n{args.config}: its layout is not among the candidates (fixed flags exclude it)")
+        if where and where > args.top:  # not in the table: its numbers here
+            p = preds[where - 1]
+            record["recipe"]["prediction"] = p.row()
+            table += (f": {p.mem_gib:.1f} GiB/GPU ({'fits' if p.fits else 'does not fit'}), {p.step_s:.2f} s/step, "
+                      f"MFU {p.mfu:.3f}, {p.tokens_per_s_per_gpu:,.0f} tokens/s/GPU")
     print(table)
     print(json.dumps(record, sort_keys=True, separators=(",", ":")), flush=True)
     return 0

@@ -73,3 +73,13 @@ def test_rehearsal_report_keys_are_accepted():
 def test_shipped_calibration_file_parses():
     for kind in ("cpt", "rm", "grpo"):
         assert isinstance(calibration.category_scales(kind), dict)
+
+
+def test_cli_config_prints_a_recipe_layout_outside_the_table():
+    recipe = Path(__file__).resolve().parents[3] / "examples/pretrain/tiny_cpu.yaml"  # 1 GPU: TP1 is not the top
+    out = subprocess.run(PLAN + ["--config", str(recipe), "--top", "1"], capture_output=True, text=True, check=True)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    rank, shown = record["recipe"]["rank"], record["recipe"]["prediction"]
+    assert rank > 1 and len(record["layouts"]) == 1
+    assert {k: shown[k] for k in record["recipe"]["layout"]} == record["recipe"]["layout"]
+    assert f"its layout ranks #{rank} of {record['candidates']}: " in out.stdout and "GiB/GPU" in out.stdout
