@@ -104,9 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from megatron_lwz.plan import calibration
     from megatron_lwz.plan.hardware import gpu as gpu_named
     from megatron_lwz.plan.report import render
-    from megatron_lwz.plan.search import Fixed, plan
-
     from megatron_lwz.plan.recipe import from_recipe
+    from megatron_lwz.plan.search import Fixed, plan
 
     shipped = None
     try:
