@@ -33,12 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def _job_of(recipe: str) -> str:
-    import yaml
+    """The job command of a recipe, from its kind (``plan.recipe.job_kind``: one rule for both tools)."""
+    from megatron_lwz.plan.recipe import job_kind
 
-    tree = yaml.safe_load(Path(recipe).read_text()) or {}
-    if "rl" in tree or "rollout" in tree:
-        return "grpo"
-    return "train-rm" if "max_length" in (tree.get("data") or {}) else "pretrain"
+    return {"cpt": "pretrain", "rm": "train-rm", "grpo": "grpo"}[job_kind(recipe)]
 
 
 def _world_size(recipe: str, overrides: list[str]) -> int:
